@@ -1,0 +1,15 @@
+"""Scorer registry. Plugging in a scorer: one module in this package plus one import line below."""
+from scorers.base import (  # noqa: F401
+    Availability,
+    DecodedImage,
+    Metric,
+    Scorer,
+    UnknownScorer,
+    WeightsUnavailable,
+    get_scorer_class,
+    register,
+    registered,
+)
+
+# Registry lines: importing a module registers its scorers, in this order.
+from scorers import classic  # noqa: F401,E402
