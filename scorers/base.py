@@ -10,7 +10,7 @@ import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -129,6 +129,8 @@ class Scorer(ABC):
     `__init__` does no I/O; heavy imports (torch, open_clip, insightface) and weight loading happen
     in `load()`, which is idempotent and raises WeightsUnavailable rather than ever using random
     weights. `input_size` is the longest image side the scorer needs (None: full resolution).
+    `options` carries run settings some scorers read (e.g. `reference_dir` for identity); scorers
+    ignore keys they do not know.
     """
 
     name: ClassVar[str]
@@ -137,9 +139,16 @@ class Scorer(ABC):
     description: ClassVar[str] = ""
     input_size: ClassVar[int | None] = 1024
 
-    def __init__(self, device: str = "cpu", cache_dir: Path | None = None) -> None:
+    def __init__(self, device: str = "cpu", cache_dir: Path | None = None,
+                 options: Mapping[str, Any] | None = None) -> None:
         self.device = device
         self.cache_dir = cache_dir
+        self.options = dict(options or {})
+
+    def run_version(self) -> str:
+        """The version stored with each score. Scorers whose output depends on options (e.g. the
+        identity reference set) extend it, so changing those options re-scores incrementally."""
+        return self.version
 
     def availability(self) -> Availability:
         """Whether `load()` can succeed, checked cheaply (no model construction)."""
