@@ -1,0 +1,134 @@
+"""Opening a Curator database and keeping its schema current.
+
+One DuckDB file per dataset. Migrations are numbered SQL scripts applied in order inside a
+transaction, so a database from an older Curator opens in a newer one and a crash mid-migration
+leaves the old schema intact.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: initial schema
+    """
+    CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+    CREATE SEQUENCE image_ids START 1;
+    CREATE TABLE images (
+        id BIGINT PRIMARY KEY DEFAULT nextval('image_ids'),
+        path VARCHAR NOT NULL UNIQUE,      -- relative to the dataset root, '/' separators
+        sha256 VARCHAR,                    -- NULL until read; reset when size or mtime change
+        width INTEGER, height INTEGER,     -- after EXIF orientation
+        bytes BIGINT, mtime DOUBLE, format VARCHAR,
+        status VARCHAR NOT NULL DEFAULT 'pending',   -- pending | ok | error
+        error VARCHAR,
+        present BOOLEAN NOT NULL DEFAULT TRUE,       -- false once the file left the folder
+        added_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+    );
+    -- Catalogue of metrics as scorers declare them; scores has one DOUBLE column per metric.
+    CREATE TABLE metrics (
+        name VARCHAR PRIMARY KEY, scorer VARCHAR NOT NULL, min DOUBLE, max DOUBLE,
+        higher_is_better BOOLEAN NOT NULL, default_weight DOUBLE NOT NULL, description VARCHAR
+    );
+    CREATE TABLE scores (image_id BIGINT PRIMARY KEY);
+    -- One row per (image, scorer) once that scorer finished the image: the resume/incremental marker.
+    CREATE TABLE scorer_runs (
+        image_id BIGINT NOT NULL, scorer VARCHAR NOT NULL, version VARCHAR NOT NULL,
+        sha256 VARCHAR NOT NULL, error VARCHAR, scored_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+        PRIMARY KEY (image_id, scorer)
+    );
+    -- Append-only review log: the newest row per image is its decision. Rows written together share
+    -- an action id (one click, or one bulk action); undo appends an action that restores the previous
+    -- decisions and names the action it undoes in `undoes`.
+    CREATE SEQUENCE decision_ids START 1;
+    CREATE SEQUENCE action_ids START 1;
+    CREATE TABLE decisions (
+        id BIGINT PRIMARY KEY DEFAULT nextval('decision_ids'),
+        action BIGINT NOT NULL,
+        image_id BIGINT NOT NULL,
+        decision VARCHAR NOT NULL,         -- accepted | rejected | undecided
+        decided_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+        session VARCHAR,                   -- who acted (browser session, 'cli', 'selection:<strategy>')
+        undoes BIGINT,                     -- for undo actions: the action they revert
+        note VARCHAR
+    );
+    CREATE VIEW current_decisions AS
+        SELECT image_id, arg_max(decision, id) AS decision, max(decided_at) AS decided_at
+        FROM decisions GROUP BY image_id;
+    CREATE TABLE embeddings (
+        image_id BIGINT NOT NULL, model VARCHAR NOT NULL, vector FLOAT[] NOT NULL,
+        PRIMARY KEY (image_id, model)
+    );
+    CREATE TABLE settings (key VARCHAR PRIMARY KEY, value VARCHAR);  -- JSON values
+    """,
+)
+
+
+class DatabaseError(RuntimeError):
+    """The database cannot be opened or is from a newer Curator."""
+
+
+def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open (creating if needed) a Curator database and migrate it to the current schema."""
+    path = Path(path)
+    if read_only and not path.exists():
+        raise DatabaseError(f"no database at {path}")
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        con = duckdb.connect(str(path), read_only=read_only)
+    except duckdb.Error as e:
+        raise DatabaseError(f"cannot open database {path}: {e}") from e
+    version = schema_version(con)
+    if version > len(MIGRATIONS):
+        con.close()
+        raise DatabaseError(f"{path} has schema {version}, newer than this Curator ({len(MIGRATIONS)})")
+    if version < len(MIGRATIONS):
+        if read_only:
+            con.close()
+            raise DatabaseError(f"{path} needs a schema upgrade; open it once read-write")
+        migrate(con, version)
+    return con
+
+
+def schema_version(con: duckdb.DuckDBPyConnection) -> int:
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta' AND table_schema = 'main'"
+    ).fetchone()[0]
+    if not exists:
+        return 0
+    row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def migrate(con: duckdb.DuckDBPyConnection, from_version: int) -> None:
+    for number, script in enumerate(MIGRATIONS[from_version:], start=from_version + 1):
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(script)
+            con.execute(
+                "INSERT INTO meta VALUES ('schema_version', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [str(number)],
+            )
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+
+
+def get_meta(con: duckdb.DuckDBPyConnection, key: str) -> str | None:
+    row = con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+    return row[0] if row else None
+
+
+def set_meta(con: duckdb.DuckDBPyConnection, key: str, value: str) -> None:
+    con.execute(
+        "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", [key, value]
+    )
+
+
+def quote_ident(name: str) -> str:
+    """Quote an identifier for SQL; metric names are validated lower_snake_case, this is belt and braces."""
+    return '"' + name.replace('"', '""') + '"'
