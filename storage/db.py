@@ -93,13 +93,12 @@ def connect(path: Path | str, read_only: bool = False) -> duckdb.DuckDBPyConnect
 
 
 def schema_version(con: duckdb.DuckDBPyConnection) -> int:
-    exists = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta' AND table_schema = 'main'"
-    ).fetchone()[0]
+    exists = fetch_value(
+        con, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta' AND table_schema = 'main'")
     if not exists:
         return 0
-    row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    return int(row[0]) if row else 0
+    value = fetch_value(con, "SELECT value FROM meta WHERE key = 'schema_version'")
+    return int(value) if value else 0
 
 
 def migrate(con: duckdb.DuckDBPyConnection, from_version: int) -> None:
@@ -119,14 +118,26 @@ def migrate(con: duckdb.DuckDBPyConnection, from_version: int) -> None:
 
 
 def get_meta(con: duckdb.DuckDBPyConnection, key: str) -> str | None:
-    row = con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
-    return row[0] if row else None
+    return fetch_value(con, "SELECT value FROM meta WHERE key = ?", [key])
 
 
 def set_meta(con: duckdb.DuckDBPyConnection, key: str, value: str) -> None:
     con.execute(
         "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", [key, value]
     )
+
+
+def fetch_one(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> tuple | None:
+    """The first row of a query, with its result consumed: DuckDB 2 refuses further work on a
+    connection whose last result was only partly fetched (as `fetchone()` leaves it)."""
+    rows = con.execute(sql, params or []).fetchall()
+    return rows[0] if rows else None
+
+
+def fetch_value(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None):
+    """The first column of the first row, or None."""
+    row = fetch_one(con, sql, params)
+    return row[0] if row else None
 
 
 def quote_ident(name: str) -> str:

@@ -11,6 +11,8 @@ from typing import Iterable
 import duckdb
 import pandas as pd
 
+from storage.db import fetch_value
+
 DECISIONS = ("accepted", "rejected", "undecided")
 
 
@@ -25,7 +27,7 @@ def decide(con: duckdb.DuckDBPyConnection, image_ids: Iterable[int], decision: s
     cur = con.cursor()
     cur.execute("BEGIN TRANSACTION")
     try:
-        action = cur.execute("SELECT nextval('action_ids')").fetchone()[0]
+        action = fetch_value(cur, "SELECT nextval('action_ids')")
         rows = pd.DataFrame({"image_id": ids})
         cur.register("decide_rows", rows)
         cur.execute(
@@ -47,7 +49,8 @@ def undo(con: duckdb.DuckDBPyConnection, session: str | None = None) -> list[int
     cur = con.cursor()
     cur.execute("BEGIN TRANSACTION")
     try:
-        row = cur.execute(
+        target = fetch_value(
+            cur,
             """
             SELECT max(d.action) FROM decisions d
             WHERE d.undoes IS NULL
@@ -55,8 +58,7 @@ def undo(con: duckdb.DuckDBPyConnection, session: str | None = None) -> list[int
               AND (? IS NULL OR d.session = ?)
             """,
             [session, session],
-        ).fetchone()
-        target = row[0]
+        )
         if target is None:
             cur.execute("ROLLBACK")
             return []
@@ -69,7 +71,7 @@ def undo(con: duckdb.DuckDBPyConnection, session: str | None = None) -> list[int
             """,
             [target],
         ).df()
-        action = cur.execute("SELECT nextval('action_ids')").fetchone()[0]
+        action = fetch_value(cur, "SELECT nextval('action_ids')")
         cur.register("undo_rows", restored)
         cur.execute(
             "INSERT INTO decisions (action, image_id, decision, session, undoes, note) "

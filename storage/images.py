@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 import duckdb
 import pandas as pd
 
+from storage.db import fetch_value
+
 
 @dataclass(frozen=True)
 class SyncSummary:
@@ -37,16 +39,16 @@ def sync_scan(con: duckdb.DuckDBPyConnection, scanned: pd.DataFrame) -> SyncSumm
     cur.register("scan_rows", scanned[["path", "bytes", "mtime", "error"]])
     cur.execute("BEGIN TRANSACTION")
     try:
-        new = cur.execute(
-            "SELECT count(*) FROM scan_rows s WHERE NOT EXISTS (SELECT 1 FROM images i WHERE i.path = s.path)"
-        ).fetchone()[0]
-        changed = cur.execute(
+        new = fetch_value(
+            cur, "SELECT count(*) FROM scan_rows s WHERE NOT EXISTS (SELECT 1 FROM images i WHERE i.path = s.path)")
+        changed = fetch_value(
+            cur,
             """
             SELECT count(*) FROM scan_rows s JOIN images i ON i.path = s.path
             WHERE i.bytes IS DISTINCT FROM s.bytes OR i.mtime IS DISTINCT FROM s.mtime
                OR i.error IS DISTINCT FROM s.error AND (s.error IS NOT NULL OR i.status = 'error')
-            """
-        ).fetchone()[0]
+            """,
+        )
         cur.execute(
             """
             UPDATE images SET bytes = s.bytes, mtime = s.mtime,
@@ -68,7 +70,7 @@ def sync_scan(con: duckdb.DuckDBPyConnection, scanned: pd.DataFrame) -> SyncSumm
             "UPDATE images SET present = (path IN (SELECT path FROM scan_rows)) "
             "WHERE present <> (path IN (SELECT path FROM scan_rows))"
         )
-        missing = cur.execute("SELECT count(*) FROM images WHERE NOT present").fetchone()[0]
+        missing = fetch_value(cur, "SELECT count(*) FROM images WHERE NOT present")
         cur.execute("COMMIT")
     except Exception:
         cur.execute("ROLLBACK")

@@ -12,7 +12,7 @@ from typing import Mapping
 import duckdb
 import pandas as pd
 
-from storage.db import quote_ident
+from storage.db import fetch_value, quote_ident
 from storage.scores import MetricInfo, metric_catalogue
 
 VIEW = "image_scores"
@@ -25,7 +25,9 @@ def default_weights(metrics: list[MetricInfo]) -> dict[str, float]:
 def _normalised(m: MetricInfo) -> str:
     col = quote_ident(m.name)
     if m.min is not None and m.max is not None:
-        n = f"(least(greatest({col}, {m.min!r}), {m.max!r}) - {m.min!r}) / {m.max - m.min!r}"
+        # least/greatest skip NULLs in DuckDB, so a missing value must stay NULL explicitly.
+        n = (f"CASE WHEN {col} IS NULL THEN NULL ELSE "
+             f"(least(greatest({col}, {m.min!r}), {m.max!r}) - {m.min!r}) / {m.max - m.min!r} END")
     else:
         n = (f"CASE WHEN {col} IS NULL THEN NULL ELSE "
              f"percent_rank() OVER (PARTITION BY {col} IS NULL ORDER BY {col}) END")
@@ -93,8 +95,8 @@ def ranked(con: duckdb.DuckDBPyConnection, weights: Mapping[str, float] | None =
 
 def saved_weights(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
     """The user's weights saved with the dataset (empty if none)."""
-    row = con.cursor().execute("SELECT value FROM settings WHERE key = 'weights'").fetchone()
-    return {k: float(v) for k, v in json.loads(row[0]).items()} if row else {}
+    value = fetch_value(con.cursor(), "SELECT value FROM settings WHERE key = 'weights'")
+    return {k: float(v) for k, v in json.loads(value).items()} if value else {}
 
 
 def save_weights(con: duckdb.DuckDBPyConnection, weights: Mapping[str, float]) -> None:

@@ -138,7 +138,7 @@ def _write_scorer(cur: duckdb.DuckDBPyConnection, scorer: str, version: str, nam
         "INSERT INTO scorer_runs (image_id, scorer, version, sha256, error) "
         "SELECT image_id, ?, ?, sha256, error FROM result_runs "
         "ON CONFLICT (image_id, scorer) DO UPDATE SET version = excluded.version, sha256 = excluded.sha256, "
-        "error = excluded.error, scored_at = current_timestamp",
+        "error = excluded.error, scored_at = now()",
         [scorer, version],
     )
 
