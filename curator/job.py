@@ -70,14 +70,17 @@ def create_scorers(names: Sequence[str] | None, device: str = "auto", cache_dir:
     return [cls(device=device, cache_dir=cache_dir, options=options) for cls in classes]
 
 
-def all_metric_infos() -> list[MetricInfo]:
+def metric_infos(classes: Sequence[type[Scorer]]) -> list[MetricInfo]:
     return [MetricInfo(m.name, cls.name, m.min, m.max, m.higher_is_better, m.default_weight, m.description)
-            for cls in scorer_registry.registered().values() for m in cls.metrics]
+            for cls in classes for m in cls.metrics]
 
 
-def prepare_database(con: duckdb.DuckDBPyConnection) -> None:
-    """Declare every registered metric in the database and (re)build the `image_scores` view."""
-    sync_metrics(con, all_metric_infos())
+def prepare_database(con: duckdb.DuckDBPyConnection, extra: Sequence[Scorer] = ()) -> None:
+    """Declare every registered metric (and those of `extra` scorers) in the database and (re)build
+    the `image_scores` view, so its columns are the same whichever scorers ran."""
+    classes = list(scorer_registry.registered().values())
+    classes += [type(s) for s in extra if type(s) not in classes]
+    sync_metrics(con, metric_infos(classes))
     refresh_view(con)
 
 
@@ -143,7 +146,7 @@ class ScoringJob:
         self._update(on_progress, state="loading", started=time.time(), message="loading scorers")
         active = self._load_scorers(on_progress)
         versions = {s.name: s.run_version() for s in active}
-        prepare_database(self.con)
+        prepare_database(self.con, self.scorers)
         storage_db.set_meta(self.con, "root", str(self.root.resolve()))
 
         self._update(on_progress, state="scanning", message=f"scanning {self.root}")
