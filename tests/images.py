@@ -79,7 +79,7 @@ def good_and_bad_folder(root: Path, outside: Path) -> tuple[set[str], dict[str, 
     add("bilevel.bmp", Image.fromarray(rgb).convert("1"))
     add("image.webp", Image.fromarray(rgb), quality=80)
     add("image.TIF", Image.fromarray(rgb))
-    add("16bit_gray.png", Image.fromarray((rgb[..., 0].astype(np.uint16) * 257)))
+    add("16bit_gray.png", Image.fromarray(rgb[..., 0].astype(np.uint16) * 257))
     frames = [Image.fromarray(photo(s)) for s in (4, 5, 6)]
     p = root / "animated.gif"
     frames[0].save(p, save_all=True, append_images=frames[1:], duration=100, loop=0)

@@ -1,9 +1,9 @@
 from pathlib import Path
 
+import pytest
+
 from curator.scan import ScanError, scan
 from tests.images import good_and_bad_folder, photo, save
-
-import pytest
 
 
 def test_scan_finds_images_recursively_any_case_and_skips_other_files(tmp_path: Path) -> None:

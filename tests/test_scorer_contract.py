@@ -20,7 +20,7 @@ SCORERS = list(registered().values())
 
 
 def _inputs(tmp: Path) -> list[DecodedImage]:
-    good, _ = good_and_bad_folder(tmp / "root", tmp / "outside")
+    good_and_bad_folder(tmp / "root", tmp / "outside")
     picks = ["gray.png", "rgba.png", "16bit_gray.png", "16bit_rgb.png", "cmyk.jpg", "palette_transparent.png",
              "animated.gif", "rotated_exif.jpg"]
     images = [decode(read_file(tmp / "root" / rel).data, rel, 1024) for rel in picks]
