@@ -110,18 +110,19 @@ def _font(size: int, font_path: Path | None) -> ImageFont.ImageFont:
     return ImageFont.truetype(str(files[0]), size) if files else ImageFont.load_default(size)
 
 
-def watermark(img: np.ndarray, text: str = "© SAMPLE STOCK", opacity: float = 0.5,
-              scale: float = 0.08, position: tuple[float, float] = (0.5, 0.5),
-              color: tuple[int, int, int] = (255, 255, 255), angle: float = 0.0,
-              font_path: Path | None = None, tiled: bool = False) -> np.ndarray:
-    """Alpha-blend `text` over the image; `scale` is the text height as a fraction of image height."""
-    h, w = img.shape[:2]
+def text_alpha(shape: tuple[int, int], text: str, scale: float = 0.08,
+               position: tuple[float, float] = (0.5, 0.5), angle: float = 0.0,
+               font_path: Path | None = None, tiled: bool = False) -> np.ndarray:
+    """Coverage (float32 0..1, shape `shape` = (h, w)) of `text` drawn as `watermark` draws it.
+
+    Separate from the blending so callers can know where a watermark is (e.g. to label crops)."""
+    h, w = shape
     size = max(8, int(h * scale))
     font = _font(size, font_path)
     layer = Image.new("L", (w, h), 0)
     draw = ImageDraw.Draw(layer)
     l, t, r, b = draw.textbbox((0, 0), text, font=font)
-    tw, th = r - l, b - t
+    tw, th = max(1, r - l), max(1, b - t)
     if tiled:
         for y in range(-th, h + th, int(th * 3)):
             for x in range(-tw, w + tw, int(tw * 1.5)):
@@ -132,9 +133,73 @@ def watermark(img: np.ndarray, text: str = "© SAMPLE STOCK", opacity: float = 0
         draw.text((x, y), text, fill=255, font=font)
     if angle:
         layer = layer.rotate(angle, resample=Image.BILINEAR, center=(w / 2, h / 2))
-    alpha = np.asarray(layer, np.float32)[..., None] / 255.0 * opacity
-    out = img.astype(np.float32) * (1 - alpha) + np.asarray(color, np.float32) * alpha
+    return np.asarray(layer, np.float32) / 255.0
+
+
+def logo_alpha(shape: tuple[int, int], rng: np.random.Generator, scale: float = 0.2,
+               position: tuple[float, float] = (0.5, 0.5), angle: float = 0.0,
+               font_path: Path | None = None) -> np.ndarray:
+    """Coverage of a simple random logo (ring, badge with a letter, star, or framed initials).
+
+    `scale` is the logo's height as a fraction of image height. Logos are drawn at 4x and reduced,
+    so their edges are anti-aliased like a designed mark rather than jagged."""
+    h, w = shape
+    side = max(12, int(h * scale))
+    ss = 4 * side
+    layer = Image.new("L", (ss, ss), 0)
+    draw = ImageDraw.Draw(layer)
+    kind = int(rng.integers(4))
+    stroke = max(4, int(ss * rng.uniform(0.04, 0.12)))
+    letters = "".join(chr(int(c)) for c in rng.integers(ord("A"), ord("Z") + 1, size=int(rng.integers(1, 3))))
+    font = _font(int(ss * 0.5), font_path)
+    if kind == 0:
+        draw.ellipse((stroke, stroke, ss - stroke, ss - stroke), outline=255, width=stroke)
+    elif kind == 1:
+        draw.ellipse((0, 0, ss - 1, ss - 1), fill=255)
+        draw.text((ss / 2, ss / 2), letters, fill=0, font=font, anchor="mm")
+    elif kind == 2:
+        n = int(rng.integers(5, 9))
+        t = np.linspace(0, 2 * np.pi, 2 * n, endpoint=False) + rng.uniform(0, np.pi)
+        rad = np.where(np.arange(2 * n) % 2 == 0, 0.48, rng.uniform(0.2, 0.35)) * ss
+        draw.polygon([(ss / 2 + r * np.cos(a), ss / 2 + r * np.sin(a)) for r, a in zip(rad, t)], fill=255)
+    else:
+        draw.rounded_rectangle((stroke, stroke, ss - stroke, ss - stroke), radius=ss // 6, outline=255,
+                               width=stroke)
+        draw.text((ss / 2, ss / 2), letters, fill=255, font=font, anchor="mm")
+    mark = layer.resize((side, side), Image.BOX)
+    if angle:
+        mark = mark.rotate(angle, resample=Image.BILINEAR, expand=True)
+    canvas = Image.new("L", (w, h), 0)
+    x = int(position[0] * (w - mark.width))
+    y = int(position[1] * (h - mark.height))
+    canvas.paste(mark, (x, y))
+    return np.asarray(canvas, np.float32) / 255.0
+
+
+def blend_overlay(img: np.ndarray, alpha: np.ndarray, color: tuple[int, int, int],
+                  opacity: float) -> np.ndarray:
+    """Alpha-blend a flat `color` over the image where `alpha` (h, w, 0..1) covers it."""
+    a = alpha[..., None] * opacity
+    out = img.astype(np.float32) * (1 - a) + np.asarray(color, np.float32) * a
     return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def watermark(img: np.ndarray, text: str = "© SAMPLE STOCK", opacity: float = 0.5,
+              scale: float = 0.08, position: tuple[float, float] = (0.5, 0.5),
+              color: tuple[int, int, int] = (255, 255, 255), angle: float = 0.0,
+              font_path: Path | None = None, tiled: bool = False) -> np.ndarray:
+    """Alpha-blend `text` over the image; `scale` is the text height as a fraction of image height."""
+    alpha = text_alpha(img.shape[:2], text, scale, position, angle, font_path, tiled)
+    return blend_overlay(img, alpha, color, opacity)
+
+
+def defocus_blur(img: np.ndarray, radius: float) -> np.ndarray:
+    """Out-of-focus blur: convolution with an anti-aliased disk of `radius` pixels."""
+    r = max(0.5, float(radius))
+    n = 2 * int(np.ceil(r)) + 1
+    yy, xx = np.mgrid[:n, :n] - (n - 1) / 2
+    k = np.clip(r + 0.5 - np.hypot(xx, yy), 0.0, 1.0).astype(np.float32)
+    return cv2.filter2D(img, -1, k / k.sum(), borderType=cv2.BORDER_REFLECT)
 
 
 # Severity ladders for evaluation and the demo: level 1 is mild, LEVELS is severe.
