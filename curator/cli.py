@@ -12,6 +12,7 @@ from curator.job import Progress, ScoringJob, create_scorers
 from curator.paths import default_db
 from curator.scan import ScanError
 from scorers.base import UnknownScorer, registered
+from scorers.weights import prefetch, weights_table
 from storage.db import DatabaseError, connect
 from storage.ranking import ranked
 
@@ -78,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", type=parse_weights, default={}, help="metric=weight,... (others keep defaults)")
     p.add_argument("--limit", type=_positive_int)
     p.add_argument("--format", choices=("csv", "json"), default="csv")
+
+    p = sub.add_parser("weights", help="list the weight files each scorer needs; --prefetch downloads them")
+    p.add_argument("--prefetch", action="store_true", help="download every missing file (e.g. in a Docker build)")
+    p.add_argument("--cache-dir", type=Path, help="weights cache (default: CURATOR_CACHE or the HF cache)")
+    p.add_argument("--json", action="store_true")
     return parser
 
 
@@ -184,7 +190,25 @@ def cmd_rank(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"score": cmd_score, "scorers": cmd_scorers, "rank": cmd_rank}
+def cmd_weights(args: argparse.Namespace) -> int:
+    """List (and with --prefetch, download) every scorer's weight files; non-zero if any download fails."""
+    failures = prefetch(registered(), args.cache_dir) if args.prefetch else {}
+    rows = weights_table(registered(), args.cache_dir)
+    if args.json:
+        print(json.dumps({"files": rows, "failed": {k: v for k, v in failures.items() if v}}, indent=2))
+    else:
+        for scorer in dict.fromkeys(r["scorer"] for r in rows):
+            print(scorer)
+            for r in (r for r in rows if r["scorer"] == scorer):
+                state = "present" if r["present"] else "missing" + (" (optional)" if r["optional"] else "")
+                size = "?" if r["size"] is None else f"{r['size'] / 2**20:.1f} MiB"
+                print(f"  {r['name']:<36} {size:>10}  {state:<18} {r['path']}")
+    for error in filter(None, failures.values()):
+        print(f"curator: {error}", file=sys.stderr)
+    return 1 if any(failures.values()) else 0
+
+
+COMMANDS = {"score": cmd_score, "scorers": cmd_scorers, "rank": cmd_rank, "weights": cmd_weights}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
