@@ -15,3 +15,4 @@ from scorers.base import (  # noqa: F401
 from scorers import classic  # noqa: F401,E402
 from scorers import clip  # noqa: F401,E402
 from scorers import face  # noqa: F401,E402
+from scorers import brisque  # noqa: F401,E402
