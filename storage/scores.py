@@ -117,17 +117,18 @@ def _write_scorer(cur: duckdb.DuckDBPyConnection, scorer: str, version: str, nam
                   results: list[ImageResult]) -> None:
     if not results:
         return
-    table = pd.DataFrame(
-        [[r.image_id] + [_finite(r.scores.get(scorer, {}).get(n)) for n in names] for r in results],
-        columns=["image_id", *names],
-    ).astype({n: "float64" for n in names})
-    cur.register("result_scores", table)
-    cols = ", ".join(quote_ident(n) for n in names)
-    updates = ", ".join(f"{quote_ident(n)} = excluded.{quote_ident(n)}" for n in names)
-    cur.execute(
-        f"INSERT INTO scores (image_id, {cols}) SELECT image_id, {cols} FROM result_scores "
-        f"ON CONFLICT (image_id) DO UPDATE SET {updates}"
-    )
+    if names:  # a scorer may declare no metrics and only leave embeddings (e.g. the perceptual hash)
+        table = pd.DataFrame(
+            [[r.image_id] + [_finite(r.scores.get(scorer, {}).get(n)) for n in names] for r in results],
+            columns=["image_id", *names],
+        ).astype({n: "float64" for n in names})
+        cur.register("result_scores", table)
+        cols = ", ".join(quote_ident(n) for n in names)
+        updates = ", ".join(f"{quote_ident(n)} = excluded.{quote_ident(n)}" for n in names)
+        cur.execute(
+            f"INSERT INTO scores (image_id, {cols}) SELECT image_id, {cols} FROM result_scores "
+            f"ON CONFLICT (image_id) DO UPDATE SET {updates}"
+        )
     runs = pd.DataFrame({
         "image_id": [r.image_id for r in results],
         "sha256": [r.sha256 for r in results],
