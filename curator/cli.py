@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from curator import __version__
+from curator import __version__, cli_export
 from curator.job import Progress, ScoringJob, create_scorers
 from curator.paths import default_db
 from curator.scan import ScanError
@@ -84,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prefetch", action="store_true", help="download every missing file (e.g. in a Docker build)")
     p.add_argument("--cache-dir", type=Path, help="weights cache (default: CURATOR_CACHE or the HF cache)")
     p.add_argument("--json", action="store_true")
+    cli_export.add_parsers(sub)
     return parser
 
 
@@ -209,13 +210,14 @@ def cmd_weights(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"score": cmd_score, "scorers": cmd_scorers, "rank": cmd_rank, "weights": cmd_weights}
+COMMANDS.update(cli_export.COMMANDS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
-    except (CliError, UnknownScorer, ScanError, DatabaseError) as e:
+    except (CliError, UnknownScorer, ScanError, DatabaseError, *cli_export.ERRORS) as e:
         print(f"curator: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
