@@ -1,7 +1,8 @@
 """The background scoring job: scan, decode once, score in batches, commit each batch.
 
-Reading and decoding run ahead in a small thread pool (Pillow and OpenCV release the GIL) while the
-job thread scores the previous batch and writes it in one transaction. A kill loses at most the batch
+Reading, decoding and the cheap per-image scorers run ahead in a small thread pool (Pillow, NumPy and
+OpenCV release the GIL, so this uses every core) while the job thread runs the batched model scorers
+on the previous batch and writes it in one transaction. A kill loses at most the batch
 in flight; the next run's work list skips everything committed, so nothing is scored twice.
 """
 from __future__ import annotations
@@ -230,28 +231,37 @@ class ScoringJob:
             return _Prepared(item, result, [])
         result.width, result.height = image.original_size
         result.format = image.format
-        return _Prepared(item, result, needed, image)
+        prepared = _Prepared(item, result, needed, image)
+        for scorer in needed:
+            if scorer.per_image:
+                self._record(scorer, [prepared])
+        return prepared
 
     def _score_batch(self, prepared: list[_Prepared]) -> None:
-        """Run every needed scorer over the batch; a scorer failing on one image fails only that one."""
+        """Run every needed batch scorer over the batch (per-image ones already ran on the pool)."""
         for scorer in self.scorers:
-            targets = [p for p in prepared if p.image is not None and scorer in p.needed]
-            if not targets:
-                continue
-            names = scorer.metric_names()
-            try:
-                outputs = scorer.score_batch([p.image for p in targets])
-                if len(outputs) != len(targets):
-                    raise RuntimeError(f"returned {len(outputs)} results for {len(targets)} images")
-            except Exception:
-                outputs = [self._score_one(scorer, p) for p in targets]
-            for p, out in zip(targets, outputs):
-                if out is not None:
-                    p.result.scores[scorer.name] = {n: out.get(n) for n in names}
+            targets = [p for p in prepared if p.image is not None and scorer in p.needed and not scorer.per_image]
+            if targets:
+                self._record(scorer, targets)
         for p in prepared:
             if p.image is not None:
                 p.result.embeddings.update(p.image.embeddings)
                 p.image = None  # free pixels as soon as the batch is scored
+
+    @classmethod
+    def _record(cls, scorer: Scorer, targets: list[_Prepared]) -> None:
+        """Score `targets` with one scorer and keep the declared metrics; if the batch fails, each image
+        is retried alone so a scorer failing on one image fails only that image."""
+        try:
+            outputs = scorer.score_batch([p.image for p in targets])
+            if len(outputs) != len(targets):
+                raise RuntimeError(f"returned {len(outputs)} results for {len(targets)} images")
+        except Exception:
+            outputs = [cls._score_one(scorer, p) for p in targets]
+        names = scorer.metric_names()
+        for p, out in zip(targets, outputs):
+            if out is not None:
+                p.result.scores[scorer.name] = {n: out.get(n) for n in names}
 
     @staticmethod
     def _score_one(scorer: Scorer, p: _Prepared) -> dict[str, float | None] | None:

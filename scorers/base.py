@@ -130,7 +130,9 @@ class Scorer(ABC):
     in `load()`, which is idempotent and raises WeightsUnavailable rather than ever using random
     weights. `input_size` is the longest image side the scorer needs (None: full resolution).
     `options` carries run settings some scorers read (e.g. `reference_dir` for identity); scorers
-    ignore keys they do not know.
+    ignore keys they do not know. `per_image` scorers (cheap, thread-safe, nothing gained by batching:
+    pure numpy/OpenCV) are run by the engine on its decode threads right after each decode, so they
+    use every core; model scorers leave it False and get whole batches on the job thread.
     """
 
     name: ClassVar[str]
@@ -138,6 +140,7 @@ class Scorer(ABC):
     metrics: ClassVar[tuple[Metric, ...]]
     description: ClassVar[str] = ""
     input_size: ClassVar[int | None] = 1024
+    per_image: ClassVar[bool] = False
 
     def __init__(self, device: str = "cpu", cache_dir: Path | None = None,
                  options: Mapping[str, Any] | None = None) -> None:

@@ -167,6 +167,23 @@ def test_unavailable_scorer_is_reported_and_others_run(tmp_path: Path) -> None:
     con.close()
 
 
+def test_per_image_scorers_run_on_the_decode_threads(tmp_path: Path) -> None:
+    class ThreadProbe(ProbeScorer):
+        per_image = True
+
+        def score_batch(self, images):
+            self.threads = getattr(self, "threads", set()) | {threading.current_thread().name}
+            return super().score_batch(images)
+
+    root = tmp_path / "root"
+    make_photos(root, 12)
+    probe = ThreadProbe()
+    _, con = run(tmp_path / "db.duckdb", root, probe)
+    n = con.execute("SELECT count(probe_brightness) FROM image_scores").fetchall()[0][0]
+    con.close()
+    assert n == 12 and all(t.startswith("curator-decode") for t in probe.threads)
+
+
 def test_probe_values_match_pixels(tmp_path: Path) -> None:
     root = tmp_path / "root"
     save(np.full((32, 32, 3), 200, np.uint8), root / "flat.png")
