@@ -35,6 +35,7 @@ class PerceptualHash(Scorer):
     metrics = ()
     description = "64-bit DCT perceptual hash (OpenCV img_hash) for near-duplicates and diversity; no metric"
     input_size = 256
+    per_image = True   # a 32x32 DCT: cheap and thread-safe, so the engine runs it on its decode threads
 
     def availability(self) -> Availability:
         if not hasattr(cv2, "img_hash"):

@@ -76,3 +76,13 @@ def image_files(con: duckdb.DuckDBPyConnection, image_ids: Iterable[int]) -> pd.
         ORDER BY i.path
         """
     ).df()
+
+
+def vectors_signature(con: duckdb.DuckDBPyConnection) -> str:
+    """Changes whenever stored vectors may have: a scoring run wrote, or images came or went. Lets the
+    dashboard keep its near-duplicate index between slider moves and rebuild it only then."""
+    row = con.cursor().execute(
+        "SELECT (SELECT count(*) FROM embeddings), (SELECT max(scored_at) FROM scorer_runs), "
+        "(SELECT count(*) FROM images WHERE present AND status = 'ok')"
+    ).fetchall()[0]
+    return ":".join(str(v) for v in row)

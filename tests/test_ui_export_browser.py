@@ -1,0 +1,157 @@
+"""Near-duplicates, selection and export in the real app, in a real browser (Debian's Chromium via
+Playwright): find the clusters of a synthetic video, keep the best of each, preview a diverse selection,
+export it, download the zip and check what is inside."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's Chromium (/usr/bin/chromium) is not installed")
+playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO / "test-artifacts"   # screenshots, not committed
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+SHOTS, FRAMES, SINGLES = 3, 5, 2
+
+
+def make_video(root: Path) -> None:
+    """SHOTS slow pans of FRAMES frames each (some re-encoded or blurred) and SINGLES unrelated photos."""
+    from curator.degrade import gaussian_blur, jpeg
+    from tests.images import photo, save
+
+    for s in range(SHOTS):
+        scene = photo(300 + s, (360, 270))
+        for f in range(FRAMES):
+            frame = scene[2 * f:2 * f + 240, 3 * f:3 * f + 320]
+            frame = jpeg(frame, 60) if f % 2 else gaussian_blur(frame, 0.7) if f == 2 else frame
+            save(frame, root / f"shot{s}" / f"frame_{f}.png")
+    for n in range(SINGLES):
+        save(photo(600 + n, (320, 240)), root / f"single_{n}.jpg", quality=90)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory: pytest.TempPathFactory):
+    base = tmp_path_factory.mktemp("ui-export")
+    folder = base / "video"
+    make_video(folder)
+    port = free_port()
+    log = base / "app.log"
+    env = {**os.environ, "CURATOR_DATA_DIR": str(base / "data"), "GRADIO_ANALYTICS_ENABLED": "False",
+           "PYTHONUNBUFFERED": "1"}
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "app.py", str(folder), "--port", str(port), "--scorers", "phash"],
+                                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 90
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"app exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            break
+        except OSError:
+            if time.time() > deadline:
+                proc.kill()
+                raise RuntimeError(f"app did not answer within 90 s:\n{log.read_text()[-3000:]}") from None
+            time.sleep(0.5)
+    yield url
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator("#cur-export-section").screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+def gallery_captions(page, elem_id: str) -> list[str]:
+    return page.eval_on_selector_all(f"#{elem_id} .thumbnail-item img", "els => els.map(e => e.alt)")
+
+
+def test_dedupe_select_export_and_download(app_url: str, tmp_path: Path) -> None:
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1600, "height": 1200}, accept_downloads=True)
+        page.goto(app_url)
+        page.wait_for_selector(".cur-progress[data-state='done']", timeout=60_000)
+        page.get_by_text("Near-duplicates · selection · export").click()
+
+        # Near-duplicates: every shot is one cluster, shown side by side with its best member marked.
+        page.locator("#cur-dup-find").click()
+        page.wait_for_selector(f".cur-dup-summary[data-clusters='{SHOTS}']", timeout=30_000)
+        page.wait_for_function(f"() => document.querySelectorAll('#cur-cluster .thumbnail-item').length == {FRAMES}")
+        members = gallery_captions(page, "cur-cluster")
+        assert members[0].startswith("★ best") and not any(c.startswith("★") for c in members[1:])
+        assert len({c.split(" · ")[-1].split("/")[0] for c in members}) == 1   # all from one shot
+        shot(page, "11-near-duplicates")
+
+        # One click keeps the best of each cluster; the review counts follow.
+        page.locator("#cur-keep-best").click()
+        rejected = SHOTS * (FRAMES - 1)
+        page.wait_for_selector(f".cur-dup-summary[data-rejected='{rejected}']", timeout=30_000)
+        page.wait_for_function(f"() => document.querySelector('#cur-counts .rej').dataset.n == '{rejected}'",
+                               timeout=15_000)
+
+        # Selection: a diverse preview of what is left (one per shot plus the singles).
+        page.get_by_role("tab", name="Selection").click()
+        page.locator("#cur-sel-k input").fill(str(SHOTS + SINGLES))
+        page.locator("#cur-sel-preview").click()
+        page.wait_for_selector(f".cur-sel-summary[data-count='{SHOTS + SINGLES}']", timeout=30_000)
+
+        # Export the previewed selection and download the zip.
+        page.get_by_role("tab", name="Export").click()
+        page.get_by_label("the previewed selection").check()
+        page.locator("#cur-exp-trigger textarea").fill("ohwx")
+        page.locator("#cur-exp-class textarea").fill("woman")
+        page.locator("#cur-export-run").click()
+        page.wait_for_selector(f".cur-export-report[data-images='{SHOTS + SINGLES}']", timeout=60_000)
+        shot(page, "12-export")
+        with page.expect_download(timeout=30_000) as download:
+            page.locator("#cur-export-download").click()
+        saved = tmp_path / "export.zip"
+        download.value.save_as(saved)
+        browser.close()
+
+    with zipfile.ZipFile(saved) as zf:
+        names = set(zf.namelist())
+        folder = "10_ohwx woman"
+        images = sorted(n for n in names if n.endswith((".png", ".jpg")))
+        assert names == {"dataset.toml", "manifest.csv", "scores.parquet", *images,
+                         *(n.rsplit(".", 1)[0] + ".txt" for n in images)}
+        assert len(images) == SHOTS + SINGLES and all(n.startswith(folder + "/") for n in images)
+        manifest = list(csv.DictReader(io.StringIO(zf.read("manifest.csv").decode())))
+        assert sorted(r["exported"] for r in manifest) == images
+        for row in manifest:
+            assert hashlib.sha256(zf.read(row["exported"])).hexdigest() == row["sha256"]
+            assert zf.read(row["caption_file"]).decode() == "ohwx\n"
+        assert {r["source"].split("/")[0] for r in manifest} == {f"shot{s}" for s in range(SHOTS)} | {
+            f"single_{n}.jpg" for n in range(SINGLES)}
+        subset = tomllib.loads(zf.read("dataset.toml").decode())["datasets"][0]["subsets"][0]
+        assert subset["image_dir"] == folder and subset["class_tokens"] == "ohwx woman"
