@@ -156,6 +156,7 @@ class BrisqueScorer(Scorer):
         Metric("brisque", 0.0, 100.0, False, "BRISQUE, 0 (best) to 100, LIVE-trained; null for flat images"),
     )
     input_size: ClassVar[int | None] = 1024
+    per_image: ClassVar[bool] = True  # OpenCV + numpy, read-only models: safe on the engine's decode threads
     weight_specs: ClassVar[tuple[WeightSpec, ...]] = (BRISQUE_MODEL_LIVE, BRISQUE_RANGE_LIVE)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

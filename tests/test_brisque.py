@@ -15,6 +15,8 @@ import pytest
 import skimage.data
 
 from curator import degrade
+from curator.decode import decode, read_file
+from curator.job import ScoringJob
 from scorers.base import DecodedImage, WeightsUnavailable
 from scorers.brisque import (
     BRISQUE_MODEL_LIVE,
@@ -27,7 +29,8 @@ from scorers.brisque import (
     scale_features,
 )
 from scorers.weights import cached_path
-from tests.images import photo
+from storage.db import connect
+from tests.images import photo, save
 from tests.weight_files import SHARED_WEIGHTS
 
 needs_real_files = pytest.mark.skipif(not SHARED_WEIGHTS.is_dir(), reason="OpenCV LIVE model files not available")
@@ -164,3 +167,19 @@ def test_large_images_are_scored_at_1024(tmp_path: Path) -> None:
     direct = scorer.score_batch([image])[0]["brisque"]
     reduced = scorer.score_batch([decoded(image.at(1024))])[0]["brisque"]
     assert direct == pytest.approx(reduced)
+
+
+def test_engine_scores_brisque_on_its_decode_threads(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    for i, name in enumerate(NATURAL[:4]):
+        save(natural(name), root / f"{i}_{name}.png")
+    save(np.zeros((64, 64, 3), np.uint8), root / "flat.png")
+    scorer = BrisqueScorer(device="cpu", options={"brisque_model": "libsvm"})
+    con = connect(tmp_path / "db.duckdb")
+    assert ScoringJob(con, root, [scorer], batch_size=2, workers=2).run().state == "done"
+    stored = dict(con.execute("SELECT path, brisque FROM image_scores").fetchall())
+    con.close()
+    assert stored.pop("flat.png") is None
+    for rel, value in stored.items():
+        image = decode(read_file(root / rel).data, rel, BrisqueScorer.input_size)
+        assert value == pytest.approx(scorer.score_batch([image])[0]["brisque"], abs=1e-9)
