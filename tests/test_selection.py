@@ -3,8 +3,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
+from curator.dedupe import CLIP_MODEL
 from curator.selection import SelectionError, identity_metric, propose, select
 from storage import decisions
 from storage.ranking import refresh_view
@@ -124,3 +127,22 @@ def test_a_persons_decisions_shape_the_result_and_are_never_overridden(con) -> N
     # undo reverts the newest proposal action
     decisions.undo(con)
     assert all(decisions.current(con)[i] != "accepted" for i in second.accepted)
+
+
+def test_clip_embeddings_count_as_same_shot_for_diversity(video: Video, con) -> None:
+    """Two different files of one scene (hashes far apart, CLIP nearly identical) cover one shot."""
+    ids = path_ids(con)
+    rng = np.random.default_rng(7)
+    vectors = {i: rng.normal(size=64) for i in ids.values()}
+    twin_a, twin_b = ids["singles/photo_0.png"], ids["singles/photo_1.png"]
+    vectors[twin_b] = vectors[twin_a] + rng.normal(scale=0.01, size=64)
+    rows = pd.DataFrame({"image_id": list(vectors), "model": CLIP_MODEL,
+                         "vector": [v.astype(np.float32).tolist() for v in vectors.values()]})
+    con.register("clip_rows", rows)
+    con.execute("INSERT INTO embeddings SELECT image_id, model, vector::FLOAT[] FROM clip_rows")
+    k = video.shots + sum(1 for s in video.shot_of.values() if s < 0)   # one per group without CLIP
+    with_clip = select(con, "diverse", k).image_ids
+    without = select(con, "diverse", k, cosine=None).image_ids
+    assert {twin_a, twin_b} <= set(without) and len(_shots(video, con, without)) == k
+    # with CLIP the twins are one group: all k - 1 groups covered first, never both twins
+    assert len({twin_a, twin_b} & set(with_clip)) == 1 and len(_shots(video, con, with_clip)) == k - 1
