@@ -16,6 +16,7 @@ loads cost a stat, not a re-hash of a gigabyte.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import re
@@ -179,14 +180,18 @@ def _download(spec: WeightSpec, dest: Path, cache_dir: Path | str | None, progre
     try:
         request = urllib.request.Request(str(spec.url), headers={"User-Agent": "curator-weights/1"})
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=60) as response:
-            total = int(response.headers.get("Content-Length") or 0) or spec.size
-            with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
+            announced = int(response.headers.get("Content-Length") or 0)
+            received = 0
+            with tqdm(total=announced or spec.size, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
                       desc=f"downloading {spec.name}", disable=not progress, leave=False) as bar:
                 while chunk := response.read(_CHUNK):
                     out.write(chunk)
                     digest.update(chunk)
+                    received += len(chunk)
                     bar.update(len(chunk))
-    except (urllib.error.URLError, OSError, ValueError) as e:
+        if announced and received != announced:
+            raise OSError(f"connection closed after {received} of {announced} bytes")
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:  # incl. cut-off transfers
         tmp.unlink(missing_ok=True)
         reason = getattr(e, "reason", None) or e
         raise WeightsUnavailable(f"weights {spec.name}: download from {spec.url} failed: {reason}") from e

@@ -144,6 +144,14 @@ def test_failed_download_is_a_clear_error(tmp_path: Path, online: None) -> None:
     assert not list(cached_path(spec, tmp_path).parent.glob("*.part")) and not is_present(spec, tmp_path)
 
 
+def test_cut_off_download_leaves_nothing_behind(tmp_path: Path, online: None) -> None:
+    with serving({"/w.bin": PAYLOAD}, cut_off=frozenset({"/w.bin"})) as server:
+        spec = url_spec(server.url("/w.bin"))
+        with pytest.raises(WeightsUnavailable, match="download from .* failed"):
+            fetch(spec, tmp_path, progress=False)
+    assert not list(cached_path(spec, tmp_path).parent.glob("*")) and not is_present(spec, tmp_path)
+
+
 def test_cache_dir_defaults_to_curator_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CURATOR_CACHE", str(tmp_path / "cc"))
     spec = url_spec("https://example.invalid/w.bin")

@@ -18,10 +18,12 @@ SHARED_WEIGHTS = Path(__file__).resolve().parents[2] / "shared" / "weights"
 
 
 class FileServer:
-    """Serves `files` (URL path -> bytes) on 127.0.0.1 and counts GET requests per path."""
+    """Serves `files` (URL path -> bytes) on 127.0.0.1 and counts GET requests per path. Paths in
+    `cut_off` announce their full length but the connection closes after half of the bytes."""
 
-    def __init__(self, files: dict[str, bytes]) -> None:
+    def __init__(self, files: dict[str, bytes], cut_off: frozenset[str] = frozenset()) -> None:
         self.files = files
+        self.cut_off = cut_off
         self.gets: Counter[str] = Counter()
         server = self
 
@@ -38,7 +40,8 @@ class FileServer:
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                self.wfile.write(body[:len(body) // 2] if self.path in server.cut_off else body)
+                self.close_connection = True
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.base = f"http://127.0.0.1:{self._httpd.server_port}"
@@ -48,8 +51,8 @@ class FileServer:
 
 
 @contextmanager
-def serving(files: dict[str, bytes]) -> Iterator[FileServer]:
-    server = FileServer(files)
+def serving(files: dict[str, bytes], cut_off: frozenset[str] = frozenset()) -> Iterator[FileServer]:
+    server = FileServer(files, cut_off)
     thread = threading.Thread(target=server._httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
