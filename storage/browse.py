@@ -16,7 +16,7 @@ import duckdb
 import pandas as pd
 
 from storage.db import fetch_one, fetch_value, quote_ident
-from storage.ranking import NORMALISED, default_weights, ensemble_sql, validate_weights
+from storage.ranking import NORMALISED, cached_metrics, default_weights, ensemble_sql, validate_weights
 from storage.scores import MetricInfo, metric_catalogue
 
 DECISION_FILTERS = ("all", "undecided", "accepted", "rejected")
@@ -71,7 +71,8 @@ class Value:
 class _Query:
     """The SQL of a View: one row per present image with `ensemble` and `decision`, filtered."""
 
-    def __init__(self, metrics: list[MetricInfo], view: View) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, view: View) -> None:
+        metrics = cached_metrics(con)   # the columns the normalised table has
         known = {m.name for m in metrics}
         for name in list(view.thresholds) + ([view.sort] if view.sort not in (ENSEMBLE, "path") else []):
             if name not in known and name != ENSEMBLE:
@@ -81,7 +82,9 @@ class _Query:
         if view.status not in STATUS_FILTERS:
             raise ValueError(f"status filter must be one of {', '.join(STATUS_FILTERS)}")
         weights = default_weights(metrics)
-        weights.update(validate_weights(metrics, view.weights))
+        # A weight for a metric declared after the cache was built is valid but has no column yet.
+        catalogue = metrics if set(view.weights) <= known else metric_catalogue(con)
+        weights.update(validate_weights(catalogue, view.weights))
         self.metrics = metrics
         self.view = view
         metric_cols = "".join(f", n.{quote_ident(m.name)}" for m in metrics)
@@ -111,7 +114,7 @@ class _Query:
 
 def page(con: duckdb.DuckDBPyConnection, view: View, offset: int = 0, limit: int = 48) -> Page:
     """One page of the view, best first under its sort, and how many images match its filters."""
-    q = _Query(metric_catalogue(con), view)
+    q = _Query(con, view)
     cur = con.cursor()
     total = int(fetch_value(cur, f"SELECT count(*) FROM ({q.filtered})", q.params))
     rows = cur.execute(f"{q.filtered} {q.order} LIMIT {int(limit)} OFFSET {max(0, int(offset))}", q.params).df()
@@ -121,7 +124,7 @@ def page(con: duckdb.DuckDBPyConnection, view: View, offset: int = 0, limit: int
 def top_undecided(con: duckdb.DuckDBPyConnection, view: View, k: int) -> list[int]:
     """Ids of the undecided images among the first `k` of the view (bulk accept never overrides a
     decision someone already made)."""
-    q = _Query(metric_catalogue(con), view)
+    q = _Query(con, view)
     sql = f"SELECT image_id FROM ({q.filtered} {q.order} LIMIT {max(0, int(k))}) WHERE decision = 'undecided'"
     return [int(r[0]) for r in con.cursor().execute(sql, q.params).fetchall()]
 
@@ -130,9 +133,8 @@ def undecided_worse_than(con: duckdb.DuckDBPyConnection, view: View, column: str
     """Ids of the undecided images in the view whose `column` (a metric or 'ensemble') is worse than
     `threshold`: below it when higher is better, above it when lower is better. Images without a
     value are left alone."""
-    metrics = metric_catalogue(con)
-    q = _Query(metrics, view)
-    higher = True if column == ENSEMBLE else _metric(metrics, column).higher_is_better
+    q = _Query(con, view)
+    higher = True if column == ENSEMBLE else _metric(q.metrics, column).higher_is_better
     op = "<" if higher else ">"
     sql = f"SELECT image_id FROM ({q.filtered}) WHERE decision = 'undecided' AND {quote_ident(column)} {op} ?"
     return [int(r[0]) for r in con.cursor().execute(sql, [*q.params, float(threshold)]).fetchall()]
@@ -144,9 +146,8 @@ def histograms(con: duckdb.DuckDBPyConnection, columns: list[str], weights: Mapp
     scan. A metric with a declared closed range is binned over that range, others over their values."""
     if not columns:
         return {}
-    metrics = metric_catalogue(con)
-    q = _Query(metrics, View(weights=weights or {}))
-    by_name = {m.name: m for m in metrics}
+    q = _Query(con, View(weights=weights or {}))
+    by_name = {m.name: m for m in q.metrics}
     cur = con.cursor()
     ok = f"SELECT * FROM ({q.rows}) WHERE status = 'ok'"
     cols = [quote_ident(c) for c in columns]
@@ -181,9 +182,8 @@ def histograms(con: duckdb.DuckDBPyConnection, columns: list[str], weights: Mapp
 def image_values(con: duckdb.DuckDBPyConnection, image_id: int,
                  weights: Mapping[str, float] | None = None) -> list[Value]:
     """The image's ensemble and every metric, each with its percentile among the dataset's ok images."""
-    metrics = metric_catalogue(con)
-    q = _Query(metrics, View(weights=weights or {}))
-    columns = [ENSEMBLE] + [m.name for m in metrics]
+    q = _Query(con, View(weights=weights or {}))
+    columns = [ENSEMBLE] + [m.name for m in q.metrics]
     cols = [quote_ident(c) for c in columns]
     parts = ", ".join(
         f"t.{c}, (count(*) FILTER (WHERE x.{c} < t.{c}) + 0.5 * count(*) FILTER (WHERE x.{c} = t.{c})) "
@@ -240,3 +240,13 @@ def _metric(metrics: list[MetricInfo], name: str) -> MetricInfo:
 
 def _float(v: object) -> float | None:
     return None if v is None else float(v)
+
+
+def value_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """How many images have a value of each metric (a scorer that never ran has none)."""
+    metrics = cached_metrics(con)
+    if not metrics:
+        return {}
+    row = fetch_one(con.cursor(), f"SELECT {', '.join(f'count({quote_ident(m.name)})' for m in metrics)} "
+                                  f"FROM {NORMALISED}")
+    return {m.name: int(n) for m, n in zip(metrics, row)}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Mapping
 
 import duckdb
@@ -136,9 +136,10 @@ _build_lock = threading.Lock()
 
 @dataclass(frozen=True)
 class CacheState:
-    version: str          # `scores_version` the table was built from
-    built_at: float       # time.time() when built
-    seconds: float        # how long the build took
+    version: str                      # `scores_version` the table was built from
+    built_at: float                   # time.time() when built
+    seconds: float                    # how long the build took
+    metrics: tuple[MetricInfo, ...]   # the metrics the table has columns for, as catalogued then
 
 
 _VERSION_SQL = """
@@ -164,10 +165,18 @@ def _version(cur: duckdb.DuckDBPyConnection) -> str:
 def cache_state(con: duckdb.DuckDBPyConnection) -> CacheState | None:
     """The state of the normalised table, or None if it was never built on this connection."""
     cur = con.cursor()
-    cur.execute(f"ATTACH IF NOT EXISTS ':memory:' AS {CACHE_DB}")
-    cur.execute(f"CREATE TABLE IF NOT EXISTS {CACHE_DB}.state (version VARCHAR, built_at DOUBLE, seconds DOUBLE)")
-    row = fetch_one(cur, f"SELECT version, built_at, seconds FROM {CACHE_DB}.state")
-    return CacheState(*row) if row else None
+    try:
+        row = fetch_one(cur, f"SELECT version, built_at, seconds, metrics FROM {CACHE_DB}.state")
+    except duckdb.CatalogException:   # first use on this connection: attach the cache database
+        cur = con.cursor()
+        cur.execute(f"ATTACH IF NOT EXISTS ':memory:' AS {CACHE_DB}")
+        cur.execute(f"CREATE TABLE IF NOT EXISTS {CACHE_DB}.state "
+                    "(version VARCHAR, built_at DOUBLE, seconds DOUBLE, metrics VARCHAR)")
+        return None
+    if row is None:
+        return None
+    version, built_at, seconds, metrics = row
+    return CacheState(version, built_at, seconds, tuple(MetricInfo(**m) for m in json.loads(metrics)))
 
 
 def refresh_normalised(con: duckdb.DuckDBPyConnection) -> CacheState:
@@ -178,10 +187,12 @@ def refresh_normalised(con: duckdb.DuckDBPyConnection) -> CacheState:
     cur.execute("BEGIN TRANSACTION")
     try:
         version = _version(cur)  # on this cursor: the same snapshot as the build below
-        cur.execute(f"CREATE OR REPLACE TABLE {NORMALISED} AS {normalised_sql(metric_catalogue(con))}")
-        state = CacheState(version, time.time(), time.time() - started)
+        metrics = metric_catalogue(con)
+        cur.execute(f"CREATE OR REPLACE TABLE {NORMALISED} AS {normalised_sql(metrics)}")
+        state = CacheState(version, time.time(), time.time() - started, tuple(metrics))
         cur.execute(f"DELETE FROM {CACHE_DB}.state")
-        cur.execute(f"INSERT INTO {CACHE_DB}.state VALUES (?, ?, ?)", [state.version, state.built_at, state.seconds])
+        cur.execute(f"INSERT INTO {CACHE_DB}.state VALUES (?, ?, ?, ?)",
+                    [state.version, state.built_at, state.seconds, json.dumps([asdict(m) for m in metrics])])
         cur.execute("COMMIT")
     except Exception:
         cur.execute("ROLLBACK")
@@ -204,3 +215,10 @@ def ensure_normalised(con: duckdb.DuckDBPyConnection, max_staleness: float = 0.0
         if state is None or state.version != scores_version(con):
             state = refresh_normalised(con)
     return state
+
+
+def cached_metrics(con: duckdb.DuckDBPyConnection) -> list[MetricInfo]:
+    """The metrics the normalised table has columns for: queries over the table use these, so a
+    metric declared after the last build is simply not there yet rather than an error."""
+    state = cache_state(con)
+    return list(state.metrics) if state else []

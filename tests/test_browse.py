@@ -200,3 +200,12 @@ def test_cache_is_rebuilt_when_scores_change_unless_fresh_enough(con) -> None:
     fresh = ensure_normalised(con)
     assert fresh.version != built.version
     assert page(con, View(status="ok"), 0, 1).rows["path"].iloc[0] == "pending.jpg"
+
+
+def test_a_metric_declared_after_the_cache_was_built_is_not_an_error(con) -> None:
+    sync_metrics(con, [*METRICS, MetricInfo("late", "l", 0.0, 1.0, True, 1.0)])
+    stale = ensure_normalised(con, max_staleness=3600)    # kept: built moments ago
+    assert "late" not in {m.name for m in stale.metrics}
+    assert page(con, View(weights={"late": 2.0}), 0, 3).total == N_OK + 2
+    assert "late" in {m.name for m in ensure_normalised(con).metrics}
+    assert "late" in page(con, View(sort="late"), 0, 3).rows.columns

@@ -1,0 +1,200 @@
+"""The datasets a running app has open: one DuckDB connection, one scoring job and one thumbnail
+cache per dataset, shared by every browser tab looking at it.
+
+Tabs keep only the key of the dataset they show (its resolved root); everything they do goes through
+the `OpenDataset` here, so two tabs on one dataset share its connection and see each other's
+decisions, and a dataset opened twice is not scored twice.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from curator.job import Progress, ScoringJob, create_scorers, prepare_database
+from curator.paths import dataset_dir, default_db
+from curator.thumbnails import GALLERY_SIZE, PREVIEW_SIZE, ThumbnailCache
+from curator.uploads import Extracted, extract_zip
+from storage import browse
+from storage.db import connect
+from storage.ranking import CacheState, cache_state, ensure_normalised
+from storage.scores import MetricInfo, metric_catalogue
+
+PER_PAGE = 48
+
+
+@dataclass(frozen=True)
+class ScoringOptions:
+    """How the app scores the datasets it opens (from app.py's command line)."""
+
+    scorers: Sequence[str] | None = None    # None: every registered scorer
+    device: str = "auto"
+    batch_size: int = 16
+
+
+@dataclass(frozen=True)
+class PageView:
+    page: browse.Page
+    thumbnails: list[Path]      # one per row of page.rows
+    number: int                 # 1-based
+    pages: int
+    version: str                # changes when scores or decisions change: the tab re-renders then
+
+
+class OpenDataset:
+    """One dataset folder, its database and its background scoring."""
+
+    def __init__(self, root: Path, db_path: Path, options: ScoringOptions) -> None:
+        self.root = root
+        self.db_path = db_path
+        self.options = options
+        self.con = connect(db_path)
+        prepare_database(self.con)      # metrics known (sliders, filters) before anything is scored
+        self.thumbs = ThumbnailCache(dataset_dir(root) / "thumbs")
+        self.job: ScoringJob | None = None
+        self._scorers: list[str] = []
+        self._histograms: dict[tuple, dict[str, browse.Histogram]] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def key(self) -> str:
+        return str(self.root)
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    # -- scoring -------------------------------------------------------------------------------------
+    def start_scoring(self) -> bool:
+        """Start an incremental scoring run unless one is running; True if one was started."""
+        with self._lock:
+            if self.job is not None and self.job.progress.running:
+                return False
+            scorers = create_scorers(self.options.scorers, self.options.device)
+            self._scorers = [s.name for s in scorers]
+            self.job = ScoringJob(self.con, self.root, scorers, batch_size=self.options.batch_size)
+            self.job.start()
+            return True
+
+    def cancel_scoring(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+
+    def progress(self) -> Progress | None:
+        return self.job.progress if self.job is not None else None
+
+    @property
+    def scoring(self) -> bool:
+        return self.job is not None and self.job.progress.running
+
+    def scorers_in_use(self) -> set[str]:
+        """Scorers this dataset has values from, or is being scored with (and that could load)."""
+        progress = self.progress()
+        unavailable = set(progress.unavailable) if progress else set()
+        counts = browse.value_counts(self.con)
+        have = {m.scorer for m in self.metrics() if counts.get(m.name)}
+        return have | (set(self._scorers) - unavailable)
+
+    # -- reading -------------------------------------------------------------------------------------
+    def metrics(self) -> list[MetricInfo]:
+        return metric_catalogue(self.con)
+
+    def fresh(self) -> CacheState:
+        """The normalised cache, current when idle; while scoring, rebuilt at most every few seconds
+        (longer on big datasets) so that re-ranking stays instant."""
+        if not self.scoring:
+            return ensure_normalised(self.con)
+        state = cache_state(self.con)
+        return ensure_normalised(self.con, max(2.0, 5 * state.seconds) if state else 0.0)
+
+    def version(self, state: CacheState | None = None) -> str:
+        """Changes whenever what any tab shows may have changed (scores or anyone's decisions)."""
+        return f"{(state or self.fresh()).version}#{browse.review_version(self.con)}"
+
+    def page(self, view: browse.View, number: int, per_page: int = PER_PAGE) -> PageView:
+        """Page `number` (1-based, clamped to the pages there are) with its thumbnails. The rows of
+        the next page come with the same query, and their thumbnails are made in the background."""
+        version = self.version()
+        number = max(1, int(number))
+        both = browse.page(self.con, view, (number - 1) * per_page, 2 * per_page)
+        pages = max(1, -(-both.total // per_page))
+        if number > pages:
+            number = pages
+            both = browse.page(self.con, view, (number - 1) * per_page, 2 * per_page)
+        rows, upcoming = both.rows.iloc[:per_page], both.rows.iloc[per_page:]
+        thumbs = self.thumbs.many(self._sources(rows), GALLERY_SIZE)
+        self.thumbs.prefetch(self._sources(upcoming), GALLERY_SIZE)
+        return PageView(browse.Page(rows.reset_index(drop=True), both.total, both.offset), thumbs, number, pages,
+                        version)
+
+    def histograms(self, columns: Sequence[str], weights: Mapping[str, float]) -> dict[str, browse.Histogram]:
+        """Distributions of `columns`, remembered until the scores or the weights change: reviewing
+        (a decision a second) redraws the page without re-scanning every metric."""
+        state = cache_state(self.con)
+        key = (state.version if state else "", tuple(columns), tuple(sorted(weights.items())))
+        with self._lock:
+            if key in self._histograms:
+                return self._histograms[key]
+        found = browse.histograms(self.con, list(columns), weights)
+        with self._lock:
+            if len(self._histograms) >= 16:
+                self._histograms.pop(next(iter(self._histograms)))
+            self._histograms[key] = found
+        return found
+
+    def preview(self, image_id: int, prefetch: Sequence[int] = ()) -> Path | None:
+        """A large (1024 px) preview of the image; those of `prefetch` are made in the background."""
+        record = browse.image_record(self.con, image_id)
+        if record is None:
+            return None
+        upcoming = [browse.image_record(self.con, i) for i in prefetch]
+        self.thumbs.prefetch([(self.root / r["path"], r["sha256"]) for r in upcoming if r], PREVIEW_SIZE)
+        return self.thumbs.get(self.root / record["path"], record["sha256"], PREVIEW_SIZE)
+
+    def _sources(self, rows) -> list[tuple[Path, str | None]]:
+        return [(self.root / p, s if isinstance(s, str) else None) for p, s in zip(rows["path"], rows["sha256"])]
+
+    def close(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+            self.job.join(30)
+        self.thumbs.close()
+        self.con.close()
+
+
+class Workspace:
+    """The datasets this process has open, by resolved root folder."""
+
+    def __init__(self, options: ScoringOptions = ScoringOptions()) -> None:
+        self.options = options
+        self._open: dict[str, OpenDataset] = {}
+        self._lock = threading.Lock()
+
+    def open(self, root: Path | str, db: Path | None = None, score: bool = True) -> OpenDataset:
+        """Open a dataset folder (again: the same object) and start scoring what is new in it."""
+        root = Path(root).expanduser().resolve()
+        if not root.is_dir():
+            raise ValueError(f"dataset folder not found: {root}")
+        with self._lock:
+            dataset = self._open.get(str(root))
+            if dataset is None:
+                dataset = OpenDataset(root, Path(db) if db else default_db(root), self.options)
+                self._open[str(root)] = dataset
+        if score:
+            dataset.start_scoring()
+        return dataset
+
+    def open_zip(self, zip_path: Path | str, name: str | None = None) -> tuple[OpenDataset, Extracted]:
+        """Extract an uploaded zip (safely, see curator.uploads) and open the folder it became."""
+        extracted = extract_zip(zip_path, name)
+        return self.open(extracted.root), extracted
+
+    def get(self, key: str) -> OpenDataset | None:
+        return self._open.get(key)
+
+    def close(self) -> None:
+        with self._lock:
+            for dataset in self._open.values():
+                dataset.close()
+            self._open.clear()
