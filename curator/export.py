@@ -339,14 +339,16 @@ def _plan(rows: pd.DataFrame, options: ExportOptions) -> list[_Item]:
     items = []
     for r in rows.itertuples():
         ext = PurePosixPath(r.path).suffix.lower()
+        width, height = _int(r.width), _int(r.height)
         reason = None
-        if options.resize is not None or options.crop != "none":
-            reason = "resized" if options.crop == "none" else f"{options.crop}-cropped"
+        if options.crop != "none":
+            reason = f"{options.crop}-cropped"
+        elif options.resize is not None and max(width or 0, height or 0) > options.resize:
+            reason = "resized"   # images already small enough keep their bytes
         if ext not in TRAINER_EXTENSIONS and (reason or options.convert != "keep"):
             reason = reason or f"converted from {ext or 'no extension'}"
             ext = "." + (options.convert if options.convert != "keep" else "png")
-        items.append(_Item(int(r.image_id), r.path, stems[r.path], ext, reason,
-                           width=_int(r.width), height=_int(r.height)))
+        items.append(_Item(int(r.image_id), r.path, stems[r.path], ext, reason, width=width, height=height))
     return items
 
 

@@ -237,6 +237,9 @@ def test_resize_and_crop(con, tmp_path: Path) -> None:
             with Image.open(p) as im:
                 assert im.size == (128, 128)
     assert (out / KOHYA_DIR / "pic.jpg").exists() and not report.warnings
+    small = export(con, tmp_path / "small", ExportOptions(**OPTIONS, resize=400))   # all are smaller
+    processing = dict(pd.read_csv(tmp_path / "small" / "manifest.csv")[["source", "processing"]].values)
+    assert {s for s, how in processing.items() if how != "copy"} == {"c/pic.webp", "rot.jpg"} and small.images == 7
     flat = export(con, tmp_path / "flat", ExportOptions(layout="flat", resize=160, crop="face"))
     assert len(flat.warnings) == 7 and all("no face found" in w for w in flat.warnings)  # synthetic photos
     assert tomllib.loads((tmp_path / "flat" / "dataset.toml").read_text())["datasets"][0]["subsets"][0][
