@@ -121,6 +121,21 @@ def reference_transform(image_size: int) -> Callable[[Any], Any]:
                     ToTensor(), Normalize(OPENAI_MEAN, OPENAI_STD)])
 
 
+MAX_ASPECT = 4
+
+
+def central_strip(rgb: np.ndarray) -> np.ndarray:
+    """The image, or for one longer than 4:1 its central 4:1 part. The transform keeps only the central
+    square anyway; without this a 20000 x 5 strip would be resized to ~900000 x 224 pixels first."""
+    h, w = rgb.shape[:2]
+    short, long_ = min(h, w), max(h, w)
+    if long_ <= MAX_ASPECT * short:
+        return rgb
+    keep = MAX_ASPECT * short
+    start = (long_ - keep) // 2
+    return rgb[:, start:start + keep] if w > h else rgb[start:start + keep]
+
+
 def l2_normalize(a: np.ndarray) -> np.ndarray:
     """Row-wise L2 normalisation; all-zero rows stay zero (the reference's `normalized`)."""
     norms = np.linalg.norm(a, axis=-1, keepdims=True)
@@ -184,7 +199,7 @@ class ClipEncoder:
         if todo:
             from PIL import Image
 
-            pixels = self._torch.stack([self.transform(Image.fromarray(im.rgb)) for im in todo])
+            pixels = self._torch.stack([self.transform(Image.fromarray(central_strip(im.rgb))) for im in todo])
             vectors = l2_normalize(np.concatenate(self.backoff.map(self._encode_images, pixels)))
             for im, v in zip(todo, vectors):
                 im.features[key] = v

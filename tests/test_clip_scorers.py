@@ -31,6 +31,7 @@ from scorers.clip import (
     ClipIqaScorer,
     OomBackoff,
     aesthetic_head,
+    central_strip,
     clip_iqa_probabilities,
     load_clip_model,
     precision_for,
@@ -331,6 +332,17 @@ def test_checksum_failure_refuses_to_load(tiny: dict[str, Any], tmp_path: Path) 
     assert scorer.availability().ok  # a file:// source can be fetched offline...
     with pytest.raises(ChecksumMismatch, match="sha256 mismatch"):
         scorer.load()  # ...but it is not the pinned file, so it is never loaded
+
+
+def test_extreme_strips_are_cut_to_their_central_part_first() -> None:
+    strip = np.zeros((5, 20_000, 3), np.uint8)
+    strip[:, 9_990:10_010] = 255
+    cut = central_strip(strip)
+    assert cut.shape == (5, 20, 3) and cut.all()
+    tall = np.zeros((30, 4, 3), np.uint8)
+    assert central_strip(tall).shape == (16, 4, 3)
+    photo_like = np.zeros((300, 1000, 3), np.uint8)
+    assert central_strip(photo_like) is photo_like  # ordinary images are untouched
 
 
 def test_device_and_precision() -> None:
