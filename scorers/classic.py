@@ -36,11 +36,6 @@ def _cached(image: DecodedImage, key: str, compute: Callable[[], object]) -> obj
     return image.features[full]
 
 
-def _gray(image: DecodedImage, side: int) -> np.ndarray:
-    """float32 luma (0..255) with the longer side at most `side`."""
-    return _cached(image, f"gray{side}", lambda: image.gray_at(side).astype(np.float32))  # type: ignore[return-value]
-
-
 def _srgb_to_linear(x: np.ndarray) -> np.ndarray:
     return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
 
@@ -51,133 +46,166 @@ def _finite(x: float, lo: float, hi: float) -> float:
 
 
 # ----------------------------------------------------------------------------------------------
+# Shared analysis images
+# ----------------------------------------------------------------------------------------------
+# Full-resolution float arrays are what costs time here (allocation and page faults more than
+# arithmetic), so the pixel-level measurements share one pyramid, work at half size where they can,
+# and evaluate full-resolution quantities only at the few pixels that need them.
+
+
+def _pyramid(image: DecodedImage) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """uint8 luma at <= ANALYSIS_SIDE, and float32 copies at 1/2 and 1/4 of it (2x2 block means).
+
+    The full image is cropped to a multiple of 4 pixels so that every level tiles exactly.
+    """
+    def build() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        g = image.gray_at(ANALYSIS_SIDE)
+        h, w = g.shape[0] // 4 * 4, g.shape[1] // 4 * 4
+        g = g[:h, :w]
+        half = cv2.resize(g.astype(np.float32), (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+        quarter = cv2.resize(half, (w // 4, h // 4), interpolation=cv2.INTER_AREA)
+        return g, half, quarter
+    return _cached(image, "pyramid", build)  # type: ignore[return-value]
+
+
+def _block_means(a: np.ndarray, b: int) -> np.ndarray:
+    """Means of the b x b tiles of `a` (whose sides are multiples of b)."""
+    return cv2.resize(a, (a.shape[1] // b, a.shape[0] // b), interpolation=cv2.INTER_AREA)
+
+
+# ----------------------------------------------------------------------------------------------
 # Noise
 # ----------------------------------------------------------------------------------------------
 
-# Immerkær's operator: zero response to planes and to most natural structure, 6 * sigma to white noise.
-_IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
+# Immerkær's operator, the outer product of [1, -2, 1]: its response to white noise has variance
+# 36 sigma^2 and it ignores planes and most natural structure.
+_LAPLACE_1D = np.array([1, -2, 1], np.float32)
 _NOISE_BLOCK = 32
 
 
-def _blocks(a: np.ndarray, b: int) -> np.ndarray:
-    """View of `a` as (rows, b, cols, b) blocks, dropping the ragged edge."""
-    h, w = a.shape[0] // b * b, a.shape[1] // b * b
-    return a[:h, :w].reshape(h // b, b, w // b, b)
-
-
 def _highpass_energy(g: np.ndarray, b: int) -> np.ndarray:
-    """Per-block mean squared Immerkær response / 36: the noise variance for white noise."""
-    r = cv2.filter2D(g, -1, _IMMERKAER, borderType=cv2.BORDER_REFLECT)
-    return _blocks(r * r, b).mean(axis=(1, 3)) / 36.0
+    """Per b x b block, the mean squared Immerkær response / 36: the noise variance for white noise."""
+    r = cv2.sepFilter2D(g, cv2.CV_32F, _LAPLACE_1D, _LAPLACE_1D, borderType=cv2.BORDER_REFLECT)
+    cv2.multiply(r, r, dst=r)
+    return _block_means(r, b) / 36.0
 
 
-def _halve(g: np.ndarray) -> np.ndarray:
-    h, w = g.shape
-    return cv2.resize(g[: h // 2 * 2, : w // 2 * 2], (w // 2, h // 2), interpolation=cv2.INTER_AREA)
-
-
-def noise_sigma(g: np.ndarray) -> float | None:
+def noise_sigma(g: np.ndarray, half: np.ndarray, quarter: np.ndarray) -> float | None:
     """Standard deviation of white noise in luma levels, separated from texture across three scales.
 
     Per block, the high-pass energy at scales 1, 1/2 and 1/4 is e_k = n^2 / 4^k + T * beta^k: white
     noise loses 3/4 of its energy per halving while texture follows a power law. Three equations give
     n^2 in closed form, so fine texture (grass, gravel) is not read as noise and blur, which removes
-    texture, does not read as denoising. Blocks touching clipped values are skipped (clipping hides
-    noise). The median block is returned.
+    texture, does not read as denoising. Blocks with clipped pixels are skipped (clipping hides
+    noise) unless too few remain. The median block is returned; None if the image is too small.
     """
-    h, w = g.shape
     b = _NOISE_BLOCK
-    while b > 8 and min(h, w) < 4 * b:
+    while b > 8 and min(g.shape) < 4 * b:
         b //= 2
-    if min(h, w) < 4 * b:
+    h, w = g.shape[0] // b * b, g.shape[1] // b * b
+    if min(h, w) < 2 * b:
         return None
-    g = g[: h // 4 * 4, : w // 4 * 4]
-    g2 = _halve(g)
-    g4 = _halve(g2)
-    e1, e2, e3 = _highpass_energy(g, b), _highpass_energy(g2, b // 2), _highpass_energy(g4, b // 4)
-    n = min(e1.shape[0], e2.shape[0], e3.shape[0]), min(e1.shape[1], e2.shape[1], e3.shape[1])
-    e1, e2, e3 = e1[: n[0], : n[1]], e2[: n[0], : n[1]], e3[: n[0], : n[1]]
-    blocks = _blocks(g, b)
-    unclipped = ((blocks.min(axis=(1, 3)) > 2) & (blocks.max(axis=(1, 3)) < 253))[: n[0], : n[1]]
-    if unclipped.sum() >= 4:
-        e1, e2, e3 = e1[unclipped], e2[unclipped], e3[unclipped]
+    e1 = _highpass_energy(g[:h, :w], b)
+    e2 = _highpass_energy(half[: h // 2, : w // 2], b // 2)
+    e3 = _highpass_energy(quarter[: h // 4, : w // 4], b // 4)
+    clipped = _block_means(cv2.inRange(g[:h, :w], 3, 252), b) < 255
+    if (~clipped).sum() >= 4:
+        e1, e2, e3 = e1[~clipped], e2[~clipped], e3[~clipped]
     den = e3 + e1 / 16 - e2 / 2
-    safe = np.where(np.abs(den) < 1e-6, 1e-6, den)
-    n2 = np.clip((e1 * e3 - e2 * e2) / safe, 0.0, e1)
-    return float(np.sqrt(np.median(n2)))
+    n2 = (e1 * e3 - e2 * e2) / np.where(np.abs(den) < 1e-6, 1e-6, den)
+    return float(np.sqrt(np.median(np.clip(n2, 0.0, e1))))
 
 
 def _noise(image: DecodedImage) -> float | None:
-    return _cached(image, "noise", lambda: noise_sigma(_gray(image, ANALYSIS_SIDE)))  # type: ignore[return-value]
+    return _cached(image, "noise", lambda: noise_sigma(*_pyramid(image)))  # type: ignore[return-value]
 
 
 # ----------------------------------------------------------------------------------------------
 # Sharpness
 # ----------------------------------------------------------------------------------------------
 
-_S1 = 1.0  # derivative-of-Gaussian scale of the measurement
-_SR = 2.0  # extra blur of the re-blurred copy
-_S2 = math.hypot(_S1, _SR)
 _ORIENTATIONS = 6
 _TOP_EDGES = 0.1
 _EDGE_SNR = 4.0
 _MIN_EDGES = 10
+# r^2 = (w^2 + A) / (w^2 + B) for a step blurred by a Gaussian of sigma w, fitted on synthetic edges
+# at every orientation and sub-pixel offset (tests/test_classic_scorers.py checks the inversion).
+_FINE_VAR, _COARSE_VAR = 0.688, 5.536
 
 
-def _gradients(g: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
-    blurred = cv2.GaussianBlur(g, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
-    gx = cv2.Sobel(blurred, cv2.CV_32F, 1, 0, ksize=3, scale=1 / 8, borderType=cv2.BORDER_REFLECT)
-    gy = cv2.Sobel(blurred, cv2.CV_32F, 0, 1, ksize=3, scale=1 / 8, borderType=cv2.BORDER_REFLECT)
-    return gx, gy
+def _coarse_gradients(half: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Derivatives (per full-resolution pixel) of the half-size image blurred by 1 pixel."""
+    b = cv2.GaussianBlur(half, (5, 5), 1.0, borderType=cv2.BORDER_REFLECT)
+    return (cv2.Sobel(b, cv2.CV_32F, 1, 0, ksize=3, scale=1 / 16, borderType=cv2.BORDER_REFLECT),
+            cv2.Sobel(b, cv2.CV_32F, 0, 1, ksize=3, scale=1 / 16, borderType=cv2.BORDER_REFLECT))
 
 
-def _noise_gain(sigma: float) -> float:
-    """Variance of one gradient component per unit of white-noise variance at scale `sigma`."""
-    impulse = np.zeros((61, 61), np.float32)
-    impulse[30, 30] = 1.0
-    gx, _ = _gradients(impulse, sigma)
-    return float((gx * gx).sum())
+def _fine_energy(g: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """Mean of squared Sobel gradients (per pixel) over the 2x2 full-size pixels under each
+    half-size pixel (ys, xs), computed from 4x4 neighbourhoods only."""
+    h, w = g.shape
+    offsets = np.arange(-1, 3)
+    rows = np.clip(2 * ys[:, None] + offsets, 0, h - 1)
+    cols = np.clip(2 * xs[:, None] + offsets, 0, w - 1)
+    p = g[rows[:, :, None], cols[:, None, :]].astype(np.float32)
+    dx = p[:, :, 2:] - p[:, :, :-2]
+    dy = p[:, 2:, :] - p[:, :-2, :]
+    gx = (dx[:, :-2] + 2 * dx[:, 1:-1] + dx[:, 2:]) / 8
+    gy = (dy[:, :, :-2] + 2 * dy[:, :, 1:-1] + dy[:, :, 2:]) / 8
+    return (gx * gx + gy * gy).mean(axis=(1, 2))
 
 
-_GAIN1, _GAIN2 = _noise_gain(_S1), _noise_gain(_S2)
+def _noise_gains() -> tuple[float, float]:
+    """Variance of one gradient component per unit of white-noise variance, fine and coarse."""
+    fine = (1 + 4 + 1) * (1 + 1) / 64.0  # the Sobel kernel / 8
+    impulse = np.zeros((33, 33), np.float32)
+    impulse[16, 16] = 1.0
+    coarse = float(np.square(_coarse_gradients(impulse)[0]).sum()) / 4.0  # 2x2 means: variance / 4
+    return fine, coarse
 
 
-def edge_width(g: np.ndarray, sigma_n: float) -> float | None:
-    """Blur of the strongest edges, as a Gaussian sigma in pixels (the re-blur gradient ratio).
+_FINE_GAIN, _COARSE_GAIN = _noise_gains()
 
-    A step edge blurred by s has gradient peak proportional to 1/sqrt(s^2 + s1^2) at measurement
-    scale s1, so the ratio of peak gradients measured at s1 and at s2 gives s. The expected noise
-    energy is subtracted from both gradients, so noise does not make edges look sharper, and only
-    edges well above the noise are used. Edges are grouped by orientation and the blurriest
-    orientation is reported, which catches motion blur (sharp along the motion, smeared across it).
-    Returns None when the image has no usable edges.
+
+def edge_width(g: np.ndarray, half: np.ndarray, sigma_n: float) -> float | None:
+    """Blur of the strongest edges as a Gaussian sigma in pixels, from the re-blur gradient ratio.
+
+    A step blurred by w has squared gradient peaks in ratio (w^2 + A) / (w^2 + B) at a fine and a
+    coarse measurement scale, so their ratio gives w whatever the edge contrast. The expected noise
+    energy is subtracted from both, so noise does not make edges look sharper, and only edges well
+    above the noise count. Edges are grouped by orientation and the blurriest group is reported,
+    which catches motion blur (sharp along the motion, smeared across it). Edges are found at half
+    size; the fine energy is the mean over the 2x2 full-size pixels under each. None when there are
+    no usable edges.
     """
-    gx1, gy1 = _gradients(g, _S1)
-    gx2, gy2 = _gradients(g, _S2)
-    nv = sigma_n * sigma_n
-    e1 = gx1 * gx1 + gy1 * gy1 - 2 * _GAIN1 * nv
-    e2 = gx2 * gx2 + gy2 * gy2 - 2 * _GAIN2 * nv
-    m2 = np.sqrt(np.maximum(e2, 0.0))
-    floor = _EDGE_SNR * math.sqrt(2 * _GAIN2) * sigma_n + 1.0
-    peaks = (m2 >= cv2.dilate(m2, np.ones((3, 3), np.uint8))) & (m2 > floor)
-    ys, xs = np.nonzero(peaks)
-    if ys.size < _MIN_EDGES:
+    gx, gy = _coarse_gradients(half)
+    m = cv2.magnitude(gx, gy)
+    floor = _EDGE_SNR * math.sqrt(2 * _COARSE_GAIN) * sigma_n + 1.0
+    peaks = np.flatnonzero((m >= cv2.dilate(m, None)) & (m > floor))
+    if peaks.size < _MIN_EDGES:
         return None
-    strength, p1, p2 = m2[ys, xs], e1[ys, xs], e2[ys, xs]
-    angle = np.arctan2(gy2[ys, xs], gx2[ys, xs]) % np.pi
-    bins = np.minimum((angle * (_ORIENTATIONS / np.pi)).astype(np.int64), _ORIENTATIONS - 1)
-    widths = []
+    strength = m.ravel()[peaks]
+    angle = np.arctan2(gy.ravel()[peaks], gx.ravel()[peaks]) % np.pi
+    groups = np.minimum((angle * (_ORIENTATIONS / np.pi)).astype(np.int64), _ORIENTATIONS - 1)
+    chosen = []
     for k in range(_ORIENTATIONS):
-        sel = bins == k
-        if sel.sum() < _MIN_EDGES:
-            continue
-        s = strength[sel]
-        top = s >= np.quantile(s, 1 - _TOP_EDGES)
-        if top.sum() < _MIN_EDGES:
-            top = np.ones_like(s, bool)
-        r2 = float(np.clip(p2[sel][top].sum() / max(float(p1[sel][top].sum()), 1e-6), 0.0, 0.999))
-        widths.append(math.sqrt(max((r2 * _S2 ** 2 - _S1 ** 2) / (1 - r2), 0.0)))
-    return max(widths) if widths else None
+        members = np.flatnonzero(groups == k)
+        if members.size >= _MIN_EDGES:
+            s = strength[members]
+            chosen.append(members[s >= np.quantile(s, 1 - _TOP_EDGES)])
+    if not chosen:
+        return None
+    top = np.concatenate(chosen)
+    ys, xs = np.divmod(peaks[top], half.shape[1])
+    e1 = _fine_energy(g, ys, xs) - 2 * _FINE_GAIN * sigma_n ** 2
+    e2 = strength[top] ** 2 - 2 * _COARSE_GAIN * sigma_n ** 2
+    widths, start = [], 0
+    for members in chosen:
+        part = slice(start, start + members.size)
+        start += members.size
+        r2 = float(np.clip(e2[part].sum() / max(float(e1[part].sum()), 1e-6), 0.0, 0.999))
+        widths.append(math.sqrt(max((r2 * _COARSE_VAR - _FINE_VAR) / (1 - r2), 0.0)))
+    return max(widths)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -185,38 +213,52 @@ def edge_width(g: np.ndarray, sigma_n: float) -> float | None:
 # ----------------------------------------------------------------------------------------------
 
 _BLOCK_CROP = 1024
-_STEP_CLIP = 12.0  # luma levels: block seams are small steps; larger steps are scene edges
+_SEAM_WINDOW = 17  # pixels of neighbourhood a step is compared with
 
 
-def _seam_strength(d: np.ndarray, period: float) -> float:
-    """Share of the mean column profile of |steps| that repeats with `period` (0 = none, 1 = all)."""
-    profile = np.minimum(d, _STEP_CLIP).mean(axis=0).astype(np.float64)
+def _seam_strength(a: np.ndarray, b: np.ndarray, axis: int, period: float) -> float:
+    """Share of the profile of relative |a - b| steps (averaged along `axis`) repeating with `period`.
+
+    Each step is divided by the mean step in its neighbourhood across the seams, so smooth areas
+    (where seams show) and textured areas (where they hide) count alike and scene edges do not
+    dominate. 0: no grid; 1: all step energy on the grid.
+    """
+    steps = cv2.absdiff(a, b).astype(np.float32)
+    window = (_SEAM_WINDOW, 1) if axis == 0 else (1, _SEAM_WINDOW)
+    local = cv2.blur(steps, window, borderType=cv2.BORDER_REFLECT)
+    cv2.add(local, 1.0, dst=local)
+    cv2.divide(steps, local, dst=local)
+    profile = cv2.reduce(local, axis, cv2.REDUCE_AVG).ravel().astype(np.float64)
     total = profile.sum()
     if profile.size < 2 * period or total <= 1e-9:
         return 0.0
     x = np.arange(profile.size)
-    coef = np.abs(np.dot(profile, np.exp(-2j * np.pi * x / period)))
-    return float(coef / total)
+    return float(abs(np.dot(profile, np.exp(-2j * np.pi * x / period))) / total)
 
 
 def jpeg_blockiness(image: DecodedImage) -> float | None:
     """Strength of the 8x8 JPEG block grid, from pixels alone (works on JPEGs re-saved as PNG).
 
-    Block seams are small luma steps every 8 pixels in both directions. The step profile, averaged
-    along each axis, is tested at the grid frequency with a Fourier coefficient, so the grid is found
-    whatever its phase (cropped JPEGs). Runs on a crop of the decoded image without resampling, so
-    the grid survives; when the decoder reduced the JPEG (draft mode) the grid period shrinks with it.
+    Block seams are small luma steps every 8 pixels in both directions. The step profile along each
+    axis is tested at the grid frequency with a Fourier coefficient, so the grid is found whatever
+    its phase (cropped JPEGs); the weaker direction is reported, so a 1-D periodic texture does not
+    count. Runs on the decoded image without resampling (a central crop of large ones), so the grid
+    survives; when the decoder reduced the JPEG (draft mode) the grid period shrinks with it. None if
+    blocks would be under 2 pixels.
     """
-    rgb = image.rgb
-    h, w = rgb.shape[:2]
+    h, w = image.rgb.shape[:2]
     period = 8.0 * max(h, w) / max(max(image.original_size), 1)
     if period < 2.0 or min(h, w) < _MIN_SIDE:
         return None
-    y0, x0 = max(0, (h - _BLOCK_CROP) // 2), max(0, (w - _BLOCK_CROP) // 2)
-    crop = np.ascontiguousarray(rgb[y0: y0 + _BLOCK_CROP, x0: x0 + _BLOCK_CROP])
-    g = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    horizontal = _seam_strength(np.abs(np.diff(g, axis=1)), period)
-    vertical = _seam_strength(np.abs(np.diff(g, axis=0)).T, period)
+    if max(h, w) <= ANALYSIS_SIDE:
+        g = image.gray_at(ANALYSIS_SIDE)
+    else:
+        y0, x0 = max(0, (h - _BLOCK_CROP) // 2), max(0, (w - _BLOCK_CROP) // 2)
+        crop = image.rgb[y0: y0 + _BLOCK_CROP, x0: x0 + _BLOCK_CROP]
+        g = cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_RGB2GRAY)
+    stride = max(1, min(g.shape) // 256)  # a few hundred lines are plenty
+    horizontal = _seam_strength(g[::stride, 1:], g[::stride, :-1], 0, period)
+    vertical = _seam_strength(g[1:, ::stride], g[:-1, ::stride], 1, period)
     return min(horizontal, vertical)
 
 
@@ -225,29 +267,45 @@ def jpeg_blockiness(image: DecodedImage) -> float | None:
 # ----------------------------------------------------------------------------------------------
 
 _MID_GREY = 0.18  # linear reflectance of the photographic mid grey
+_LINEAR = _srgb_to_linear(np.arange(256, dtype=np.float64) / 255.0).astype(np.float32)
 
 
 def _stops_below(linear: float, reference: float) -> float:
     return math.log2(reference / max(linear, 1e-6))
 
 
+def _percentile(hist: np.ndarray, q: float) -> float:
+    """The q-th percentile (0..100) of 8-bit values from their histogram, as a fraction of 255."""
+    cdf = np.cumsum(hist)
+    return float(np.searchsorted(cdf, q / 100.0 * cdf[-1])) / 255.0
+
+
 def tone_stats(rgb: np.ndarray) -> dict[str, float]:
-    """Exposure and contrast statistics of an sRGB uint8 image (small: global statistics only)."""
-    a = rgb.astype(np.float32) / 255.0
-    luma = a @ np.array([0.299, 0.587, 0.114], np.float32)
-    value = a.max(axis=2)
-    v1, v99 = np.percentile(value, [1, 99])
-    l2, l98 = np.percentile(luma, [2, 98])
-    mean = float(luma.mean())
+    """Exposure and contrast statistics of a small sRGB uint8 image, from 8-bit histograms.
+
+    `headroom`: stops between white and the brightest content (99.9th percentile of the max channel,
+    so a few specular pixels decide it but single hot pixels do not); `mean_stops`: stops the mean
+    luma sits below mid grey (negative: above).
+    """
+    r, g, b = cv2.split(rgb)
+    value = cv2.max(cv2.max(r, g), b)
+    luma = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    hv = np.bincount(value.ravel(), minlength=256)
+    hl = np.bincount(luma.ravel(), minlength=256)
+    n = max(int(hl.sum()), 1)
+    l2, l98 = _percentile(hl, 2), _percentile(hl, 98)
+    mean = float(np.dot(hl, np.arange(256))) / n / 255.0
     return {
-        "headroom": _stops_below(float(_srgb_to_linear(v99)), 1.0),
-        "mean_stops": _stops_below(float(_srgb_to_linear(mean)), _MID_GREY),
-        "floor": float(v1),
-        "clip_hi": float((value >= 254 / 255).mean()),
-        "clip_lo": float((value <= 2 / 255).mean()),
-        "michelson": float((l98 - l2) / max(l98 + l2, 1e-6)),
-        "mean": mean,
+        "headroom": _stops_below(float(_LINEAR[round(_percentile(hv, 99.9) * 255)]), 1.0),
+        "mean_stops": _stops_below(float(_srgb_to_linear(np.float64(mean))), _MID_GREY),
+        "clip_hi": float(hv[254:].sum()) / n,
+        "clip_lo": float(hv[:3].sum()) / n,
+        "michelson": (l98 - l2) / max(l98 + l2, 1e-6),
     }
+
+
+def _tone(image: DecodedImage) -> dict[str, float]:
+    return _cached(image, "tone", lambda: tone_stats(image.at(STATS_SIDE)))  # type: ignore[return-value]
 
 
 def gray_edge_cast(rgb: np.ndarray) -> float:
@@ -257,14 +315,17 @@ def gray_edge_cast(rgb: np.ndarray) -> float:
     norm 6 over linear-light gradients): edges average to grey in most scenes even when surfaces are
     strongly coloured, so a coloured subject reads as a much smaller cast than under grey-world.
     """
-    lin = _srgb_to_linear(rgb.astype(np.float32) / 255.0).astype(np.float32)
-    lin = cv2.GaussianBlur(lin, (0, 0), 1.0)
+    lin = cv2.GaussianBlur(_LINEAR[rgb], (0, 0), 1.0)
     gx = cv2.Sobel(lin, cv2.CV_32F, 1, 0)
     gy = cv2.Sobel(lin, cv2.CV_32F, 0, 1)
-    mag = np.sqrt(gx * gx + gy * gy).reshape(-1, 3).astype(np.float64)
-    illum = np.power(np.mean(mag ** 6, axis=0), 1 / 6)
+    energy = cv2.add(cv2.multiply(gx, gx), cv2.multiply(gy, gy))
+    peak = float(energy.max())
+    if not peak > 1e-12:
+        return 0.0
+    cv2.pow(energy / peak, 3, dst=energy)  # |gradient|^6, scaled to avoid float32 overflow
+    illum = np.power(np.array(cv2.mean(energy)[:3]), 1 / 6)
     norm = float(np.linalg.norm(illum))
-    if norm <= 1e-9:
+    if not norm > 1e-12:
         return 0.0
     cos = float(illum.sum() / (norm * math.sqrt(3)))
     return math.degrees(math.acos(min(max(cos, -1.0), 1.0)))
@@ -272,7 +333,7 @@ def gray_edge_cast(rgb: np.ndarray) -> float:
 
 def colorfulness(rgb: np.ndarray) -> float:
     """Hasler & Süsstrunk (2003) colourfulness: about 0 grey, 33 moderately, 59 quite, 82+ highly."""
-    r, g, b = (rgb[..., i].astype(np.float32) for i in range(3))
+    r, g, b = (c.astype(np.float32) for c in cv2.split(rgb))
     rg, yb = r - g, 0.5 * (r + g) - b
     return float(math.hypot(rg.std(), yb.std()) + 0.3 * math.hypot(rg.mean(), yb.mean()))
 
@@ -316,7 +377,8 @@ class SharpnessScorer(_ClassicScorer):
     def score_one(self, image: DecodedImage) -> Result:
         if self.too_small(image):
             return {"sharpness": None}
-        width = edge_width(_gray(image, ANALYSIS_SIDE), _noise(image) or 0.0)
+        g, half, _ = _pyramid(image)
+        width = edge_width(g, half, _noise(image) or 0.0)
         if width is None:
             return {"sharpness": 0.0}
         return {"sharpness": _finite(1.0 / (1.0 + (width / _SHARP_WIDTH) ** 2), 0.0, 1.0)}
@@ -359,8 +421,11 @@ class CompressionScorer(_ClassicScorer):
         return {"jpeg_blockiness": None if value is None else _finite(value, 0.0, 1.0)}
 
 
-_UNDER_STOPS = 4.0  # stops of underexposure that score 1
-_OVER_STOPS = 2.5
+# Exposure is two-sided: a photo that is dark or bright by nature must not look better when pushed
+# the other way, so the mean-based terms only start beyond what natural scenes span, and the
+# overexposure score also counts clipped highlights, which only ever grow with exposure.
+_UNDER_FROM, _UNDER_SPAN = 0.25, 3.5  # stops
+_BRIGHT_FROM, _BRIGHT_SPAN = 1.5, 2.5  # stops above mid grey
 
 
 @register
@@ -370,21 +435,21 @@ class ExposureScorer(_ClassicScorer):
     input_size = STATS_SIDE
     metrics = (
         Metric("underexposure", 0.0, 1.0, False,
-               "How many stops both the highlights (99th percentile) sit below white and the mean sits "
-               "below mid grey, / 4: a dark scene with bright highlights is not underexposed.", 1.0),
+               "Stops by which both the brightest content (99.9th percentile) sits below white and "
+               "the mean sits below mid grey, beyond 0.25, / 3.5: a dark scene with bright highlights "
+               "is not underexposed. 0 fine, 0.2 about one stop under, 1 three and a half.", 1.0),
         Metric("overexposure", 0.0, 1.0, False,
-               "Stops the mean sits above mid grey (beyond 0.5) / 2.5, combined with the share of "
-               "clipped highlights.", 1.0),
+               "1 - (1 - b)(1 - sqrt(c)): b = stops the mean sits above mid grey beyond 1.5, / 2.5; "
+               "c = share of clipped highlights. 0 fine, 0.3 about 10% clipped.", 1.0),
         Metric("highlight_clipping", 0.0, 1.0, False, "Share of pixels with a channel at 254-255.", 0.0),
         Metric("shadow_clipping", 0.0, 1.0, False, "Share of pixels with every channel at 0-2.", 0.0),
     )
 
     def score_one(self, image: DecodedImage) -> Result:
-        s = tone_stats(image.at(STATS_SIDE))
-        under = min(s["headroom"], s["mean_stops"]) / _UNDER_STOPS
-        bright = (-s["mean_stops"] - 0.5) / _OVER_STOPS
-        clipped = math.sqrt(s["clip_hi"])
-        over = 1.0 - (1.0 - _finite(bright, 0.0, 1.0)) * (1.0 - clipped)
+        s = _tone(image)
+        under = (min(s["headroom"], s["mean_stops"]) - _UNDER_FROM) / _UNDER_SPAN
+        bright = (-s["mean_stops"] - _BRIGHT_FROM) / _BRIGHT_SPAN
+        over = 1.0 - (1.0 - _finite(bright, 0.0, 1.0)) * (1.0 - math.sqrt(s["clip_hi"]))
         return {
             "underexposure": _finite(under, 0.0, 1.0),
             "overexposure": _finite(over, 0.0, 1.0),
@@ -405,7 +470,7 @@ class ContrastScorer(_ClassicScorer):
     )
 
     def score_one(self, image: DecodedImage) -> Result:
-        return {"contrast": _finite(tone_stats(image.at(STATS_SIDE))["michelson"], 0.0, 1.0)}
+        return {"contrast": _finite(_tone(image)["michelson"], 0.0, 1.0)}
 
 
 _MAX_CAST = 55.0  # the angle between any non-negative colour and grey is at most 54.7 degrees
