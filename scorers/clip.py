@@ -258,7 +258,7 @@ class ClipScorer(Scorer):
             return
         device = resolve_device(self.device)
         checkpoint = fetch(self.clip_config.checkpoint, self.cache_dir)
-        batch_limit = self.options.get("batch_size")
+        batch_limit = int(self.options["batch_size"]) if self.options.get("batch_size") else None
         key = (self.clip_config, device, str(checkpoint))
         self._encoder = _ENCODERS.acquire(
             key, lambda: ClipEncoder.load(self.clip_config, checkpoint, device, batch_limit))
