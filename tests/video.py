@@ -50,11 +50,11 @@ def make_video(base: Path, shots: int = 6, frames: int = 10, singles: int = 3, s
             elif f % 3 == 2:
                 frame = gaussian_blur(frame, 0.8)
             rel = f"shot{s}/frame_{f:03d}." + ("jpg" if f % 2 else "png")
-            save(frame, root / rel, **({"quality": 92} if f % 2 else {}))
+            save(frame, root / rel, **({"quality": 92} if f % 2 else {"compress_level": 1}))
             shot_of[rel] = s
     for n in range(singles):
         rel = f"singles/photo_{n}.png"
-        save(photo(500 + n, (320, 240)), root / rel)
+        save(photo(500 + n, (320, 240)), root / rel, compress_level=1)
         shot_of[rel] = -1
     db = base / "curator.duckdb"
     con = connect(db)
