@@ -72,8 +72,14 @@ def create_scorers(names: Sequence[str] | None, device: str = "auto", cache_dir:
 
 
 def metric_infos(classes: Sequence[type[Scorer]]) -> list[MetricInfo]:
-    return [MetricInfo(m.name, cls.name, m.min, m.max, m.higher_is_better, m.default_weight, m.description)
-            for cls in classes for m in cls.metrics]
+    """Metric declarations of `classes`, once per name (a subclass repeating its parent's metrics,
+    as a scorer variant does, declares nothing new)."""
+    infos: dict[str, MetricInfo] = {}
+    for cls in classes:
+        for m in cls.metrics:
+            infos.setdefault(m.name, MetricInfo(m.name, cls.name, m.min, m.max, m.higher_is_better,
+                                                m.default_weight, m.description))
+    return list(infos.values())
 
 
 def prepare_database(con: duckdb.DuckDBPyConnection, extra: Sequence[Scorer] = ()) -> None:
