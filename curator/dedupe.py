@@ -208,8 +208,11 @@ def keep_best_of_each_cluster(con: duckdb.DuckDBPyConnection, found: list[Cluste
     """Reject every member except the one to keep, as one undoable action; never over a person's decision.
 
     The kept member is the one a person accepted (all of them, if several), else the best member that
-    a person has not rejected. Members a person decided on keep their decision.
+    a person has not rejected. Members a person decided on keep their decision. `session` must start
+    with 'dedupe:' so the rejections stay proposals; `storage.decisions.undo(con, session)` reverts them.
     """
+    if not session.startswith("dedupe:"):
+        raise ValueError(f"keep-best's session must start with 'dedupe:', not {session!r}")
     state = review_state(con).set_index("image_id")
     by_person = {int(i): d for i, d, p in zip(state.index, state["decision"], state["by_person"]) if p}
     current = {int(i): d for i, d in zip(state.index, state["decision"])}

@@ -245,19 +245,23 @@ class ProposalReport:
     actions: list[int]           # decision action ids (undo reverts the newest first)
 
 
-def propose(con: duckdb.DuckDBPyConnection, selection: Selection) -> ProposalReport:
-    """Write a selection as proposed decisions under session 'selection:<strategy>'.
+def propose(con: duckdb.DuckDBPyConnection, selection: Selection, session: str | None = None) -> ProposalReport:
+    """Write a selection as proposed decisions under `session` (default 'selection:<strategy>'; it must
+    start with 'selection:' so it stays a proposal). Undo with `storage.decisions.undo(con, session)`,
+    once per action in the report.
 
     Picked images without a person's decision become 'accepted'; images an earlier proposal accepted
     that this result leaves out go back to 'undecided'. A person's own decisions are never touched.
     """
+    session = session or SESSION_PREFIX + selection.strategy
+    if not session.startswith(SESSION_PREFIX):
+        raise ValueError(f"a proposal's session must start with {SESSION_PREFIX!r}, not {session!r}")
     state = review_state(con)
     person = set(state.loc[state["by_person"], "image_id"].astype(int))
     accepted_now = set(state.loc[state["decision"] == "accepted", "image_id"].astype(int))
     picked = set(selection.image_ids)
     to_accept = [i for i in selection.image_ids if i not in person and i not in accepted_now]
     to_retract = sorted(i for i in accepted_now - picked if i not in person)
-    session = SESSION_PREFIX + selection.strategy
     actions = [a for a in (
         decide(con, to_retract, "undecided", session=session, note="not in the newer proposal"),
         decide(con, to_accept, "accepted", session=session, note=selection.summary[:200]),

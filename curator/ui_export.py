@@ -2,8 +2,11 @@
 
 Gradio wiring only; the work is `curator.dedupe`, `curator.selection` and `curator.export`. Decisions
 made here (keep best of each cluster, a proposed selection) go to DuckDB like any other, so the
-review gallery of every tab picks them up on its next timer tick, and Undo reverts them. Exports go to
-a Curator-owned folder per dataset (re-exported in place, idempotently) and are offered as a zip.
+review gallery of every tab picks them up on its next timer tick. They are proposals, recorded under
+sessions 'dedupe:keep-best:<tab>' and 'selection:<strategy>:<tab>' (never a person's own decision,
+so a later proposal may replace them), and this section's own Undo buttons revert them; the review
+U key undoes the reviewer's own clicks only. Exports go to a Curator-owned folder per dataset
+(re-exported in place, idempotently) and are offered as a zip.
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ from curator.export import CONVERSIONS, CROPS, ExportError, ExportOptions, expor
 from curator.paths import dataset_dir
 from curator.selection import STRATEGIES, SelectionError, propose, select
 from curator.thumbnails import GALLERY_SIZE
+from storage.decisions import undo
 from storage.selection import image_files, vectors_signature
 
 if TYPE_CHECKING:
@@ -93,8 +97,9 @@ class ExportSection:
             self.prev_cluster = gr.Button("◀ cluster", size="sm", scale=0, min_width=90)
             self.cluster_no = gr.Number(value=1, precision=0, minimum=1, show_label=False, scale=0, min_width=80)
             self.next_cluster = gr.Button("cluster ▶", size="sm", scale=0, min_width=90)
-            self.keep_best = gr.Button("Keep best of each cluster (rejects the rest; U undoes)", variant="stop",
+            self.keep_best = gr.Button("Keep best of each cluster (rejects the rest)", variant="stop",
                                        scale=2, elem_id="cur-keep-best")
+            self.undo_keep = gr.Button("Undo keep-best", scale=1, elem_id="cur-keep-best-undo")
         self.cluster_gallery = gr.Gallery(columns=8, height="auto", object_fit="contain", allow_preview=False,
                                           show_label=False, elem_id="cur-cluster", buttons=[], interactive=False)
         self.clusters = gr.State([])
@@ -112,12 +117,13 @@ class ExportSection:
             self.min_identity = gr.Number(value=None, label="Minimum identity similarity (0 = none)", scale=1)
         with gr.Row(equal_height=True):
             self.preview_sel = gr.Button("Preview selection", variant="primary", elem_id="cur-sel-preview")
-            self.propose_sel = gr.Button("Propose as decisions (never over yours; U undoes)",
-                                         elem_id="cur-sel-propose")
+            self.propose_sel = gr.Button("Propose as decisions (never over yours)", elem_id="cur-sel-propose")
+            self.undo_sel = gr.Button("Undo the last proposal", elem_id="cur-sel-undo")
         self.sel_summary = gr.HTML(elem_id="cur-sel-summary")
         self.sel_gallery = gr.Gallery(columns=8, height="auto", object_fit="contain", allow_preview=False,
                                       show_label=False, elem_id="cur-selection", buttons=[], interactive=False)
         self.sel_ids = gr.State([])
+        self.last_proposal = gr.State(None)   # (session, number of actions) of this tab's last proposal
 
     def _export(self) -> None:
         with gr.Row(equal_height=True):
@@ -154,12 +160,16 @@ class ExportSection:
                                 [self.cluster_gallery, self.cluster_no])
         self.cluster_no.submit(self.on_cluster, [key, self.clusters, self.cluster_no, gr.State(0)],
                                [self.cluster_gallery, self.cluster_no])
-        self.keep_best.click(self.on_keep_best, [key, self.clusters], [self.dup_summary])
+        tab = self.dash.tab
+        self.keep_best.click(self.on_keep_best, [key, tab, self.clusters], [self.dup_summary])
+        self.undo_keep.click(self.on_undo_keep, [key, tab], [self.dup_summary])
 
         sel_inputs = [key, self.strategy, self.k, self.min_ensemble, self.bands, self.diversity,
                       self.min_identity, self.hamming, self.cosine]
         self.preview_sel.click(self.on_preview, sel_inputs, [self.sel_summary, self.sel_gallery, self.sel_ids])
-        self.propose_sel.click(self.on_propose, sel_inputs, [self.sel_summary, self.sel_gallery, self.sel_ids])
+        self.propose_sel.click(self.on_propose, [tab, *sel_inputs],
+                               [self.sel_summary, self.sel_gallery, self.sel_ids, self.last_proposal])
+        self.undo_sel.click(self.on_undo_proposal, [key, self.last_proposal], [self.sel_summary, self.last_proposal])
 
         exp_inputs = [key, self.source, self.sel_ids, self.layout, self.trigger, self.class_token, self.repeats,
                       self.template, self.caption_ext, self.resize, self.crop, self.convert]
@@ -192,17 +202,26 @@ class ExportSection:
         return [(str(thumbs[m.image_id]), ("★ best · " if k == 0 else "") + f"{_fmt(m.ensemble)} · {m.path}")
                 for k, m in enumerate(cluster.members)]
 
-    def on_keep_best(self, key: str, found: list[Cluster]) -> str:
+    def on_keep_best(self, key: str, tab: str, found: list[Cluster]) -> str:
         if not found:
             raise gr.Error("Find near-duplicates first.")
         con = self._dataset(key).con.cursor()
         try:
-            report = keep_best_of_each_cluster(con, found)
+            report = keep_best_of_each_cluster(con, found, session=f"dedupe:keep-best:{tab}")
         finally:
             con.close()
         return (f"<div class='cur-dup-summary' data-rejected='{len(report.rejected)}'>Kept the best of "
                 f"{report.clusters:,} clusters: rejected {len(report.rejected):,} near-duplicates; "
                 f"{report.left_alone:,} images you had decided on were left as they were.</div>")
+
+    def on_undo_keep(self, key: str, tab: str) -> str:
+        con = self._dataset(key).con.cursor()
+        try:
+            restored = undo(con, session=f"dedupe:keep-best:{tab}")
+        finally:
+            con.close()
+        return (f"<div class='cur-dup-summary' data-restored='{len(restored)}'>Undid the last keep-best: "
+                f"{len(restored):,} images back to their earlier decision.</div>")
 
     # -- selection -------------------------------------------------------------------------------------
     def _select(self, key: str, strategy: str, k: float | None, min_ensemble: float | None, bands: float,
@@ -224,16 +243,29 @@ class ExportSection:
         result = self._select(key, *args)
         return self._selection_view(key, result.summary, result.image_ids, result.reasons)
 
-    def on_propose(self, key: str, *args: Any) -> tuple:
+    def on_propose(self, tab: str, key: str, *args: Any) -> tuple:
         result = self._select(key, *args)
+        session = f"selection:{result.strategy}:{tab}"
         con = self._dataset(key).con.cursor()
         try:
-            report = propose(con, result)
+            report = propose(con, result, session=session)
         finally:
             con.close()
         note = (f"{result.summary}. Proposed {len(report.accepted):,} as accepted, withdrew "
                 f"{len(report.retracted):,} earlier proposals, left {report.left_alone:,} of your decisions alone.")
-        return self._selection_view(key, note, result.image_ids, result.reasons)
+        return (*self._selection_view(key, note, result.image_ids, result.reasons), (session, len(report.actions)))
+
+    def on_undo_proposal(self, key: str, last: tuple[str, int] | None) -> tuple:
+        if not last:
+            raise gr.Error("This tab has no proposal to undo.")
+        session, actions = last
+        con = self._dataset(key).con.cursor()
+        try:
+            restored = {i for _ in range(actions) for i in undo(con, session=session)}
+        finally:
+            con.close()
+        return (f"<div class='cur-sel-summary' data-restored='{len(restored)}'>Undid the last proposal: "
+                f"{len(restored):,} images back to their earlier decision.</div>", None)
 
     def _selection_view(self, key: str, note: str, ids: list[int], reasons: dict[int, str]) -> tuple:
         ds = self._dataset(key)

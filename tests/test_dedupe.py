@@ -108,6 +108,8 @@ def test_keep_best_rejects_the_rest_but_never_a_persons_decision(con) -> None:
     first, second = found[0], found[1]
     decisions.decide(con, [first.image_ids[3]], "accepted", session="browser-1")   # person keeps a non-best
     decisions.decide(con, [second.best.image_id], "rejected", session="browser-1")  # person rejects the best
+    with pytest.raises(ValueError, match="dedupe:"):
+        keep_best_of_each_cluster(con, found, session="browser-1")
     report = keep_best_of_each_cluster(con, found)
     now = decisions.current(con)
     assert now[first.image_ids[3]] == "accepted" and first.best.image_id in report.rejected

@@ -108,6 +108,8 @@ def test_a_persons_decisions_shape_the_result_and_are_never_overridden(con) -> N
     assert sel.image_ids[0] == mine_accepted and mine_rejected not in sel.image_ids and len(sel.image_ids) == 6
     assert sel.reasons[mine_accepted] == "accepted by you"
 
+    with pytest.raises(ValueError, match="selection:"):
+        propose(con, sel, session="browser-1")          # a proposal can never pose as a person
     report = propose(con, sel)
     now = decisions.current(con)
     assert now[mine_rejected] == "rejected" and now[mine_accepted] == "accepted"

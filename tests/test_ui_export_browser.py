@@ -91,6 +91,12 @@ def shot(page, name: str) -> None:
     page.locator("#cur-export-section").screenshot(path=str(ARTIFACTS / f"{name}.png"))
 
 
+def wait_count(page, cls: str, n: int) -> None:
+    """Wait for the review header's accepted ('acc') or rejected ('rej') count to read `n`."""
+    page.wait_for_function(f"() => document.querySelector('#cur-counts .{cls}')?.dataset.n == '{n}'",
+                           timeout=15_000)
+
+
 def gallery_captions(page, elem_id: str) -> list[str]:
     return page.eval_on_selector_all(f"#{elem_id} .thumbnail-item img", "els => els.map(e => e.alt)")
 
@@ -112,18 +118,26 @@ def test_dedupe_select_export_and_download(app_url: str, tmp_path: Path) -> None
         assert len({c.split(" · ")[-1].split("/")[0] for c in members}) == 1   # all from one shot
         shot(page, "11-near-duplicates")
 
-        # One click keeps the best of each cluster; the review counts follow.
-        page.locator("#cur-keep-best").click()
+        # One click keeps the best of each cluster; the review counts follow; its Undo reverts it.
         rejected = SHOTS * (FRAMES - 1)
+        page.locator("#cur-keep-best").click()
         page.wait_for_selector(f".cur-dup-summary[data-rejected='{rejected}']", timeout=30_000)
-        page.wait_for_function(f"() => document.querySelector('#cur-counts .rej').dataset.n == '{rejected}'",
-                               timeout=15_000)
+        wait_count(page, "rej", rejected)
+        page.locator("#cur-keep-best-undo").click()
+        page.wait_for_selector(f".cur-dup-summary[data-restored='{rejected}']", timeout=30_000)
+        wait_count(page, "rej", 0)
+        page.locator("#cur-keep-best").click()
+        wait_count(page, "rej", rejected)
 
         # Selection: a diverse preview of what is left (one per shot plus the singles).
         page.get_by_role("tab", name="Selection").click()
         page.locator("#cur-sel-k input").fill(str(SHOTS + SINGLES))
         page.locator("#cur-sel-preview").click()
         page.wait_for_selector(f".cur-sel-summary[data-count='{SHOTS + SINGLES}']", timeout=30_000)
+        page.locator("#cur-sel-propose").click()                  # proposed as accepted, then undone
+        wait_count(page, "acc", SHOTS + SINGLES)
+        page.locator("#cur-sel-undo").click()
+        wait_count(page, "acc", 0)
 
         # Export the previewed selection and download the zip.
         page.get_by_role("tab", name="Export").click()
