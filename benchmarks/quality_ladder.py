@@ -253,7 +253,7 @@ def run_engine(samples: list[Sample], fmt: str) -> pd.DataFrame:
                 im.save(root / f"{s.stem}.png")
             else:
                 im.save(root / f"{s.stem}.jpg", quality=95)
-        cmd = [sys.executable, "-m", "curator", "score", str(root), "--db", str(db), "--scorers", names]
+        cmd = [sys.executable, "-m", "curator", "score", str(root), "--db", str(db), "--scorers", names, "--quiet"]
         subprocess.run(cmd, check=True, cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL)
         with duckdb.connect(str(db), read_only=True) as con:
             scores = con.execute("SELECT * FROM image_scores").df()

@@ -344,9 +344,11 @@ def colorfulness(rgb: np.ndarray) -> float:
 
 
 class _ClassicScorer(Scorer):
-    """Per-image scorers: subclasses implement `score_one`."""
+    """Cheap, thread-safe numpy/OpenCV scorers: the engine runs them on its decode threads. Scorers of
+    one image share intermediate results through `image.features`. Subclasses implement `score_one`."""
 
     version = "1"
+    per_image = True
 
     def score_batch(self, images: Sequence[DecodedImage]) -> list[Result]:
         return [self.score_one(im) for im in images]
