@@ -1,15 +1,15 @@
 """Classic (weight-free) quality scorers: sharpness, noise, JPEG blocking, exposure, contrast, colour,
 resolution.
 
-Every measurement is made at a fixed analysis scale (the longer side at most `ANALYSIS_SIDE` for
-pixel-level defects, `STATS_SIDE` for global tone and colour statistics), so a value means the same
-thing for a 640 px and a 6000 px photo: what a trainer working at about 1024 px would see.
+Pixel-level defects are measured with the longer side reduced to at most `ANALYSIS_SIDE` (smaller
+images as they are), global tone and colour statistics at `STATS_SIDE`: a 6000 px photo is judged by
+what a trainer working at about 1024 px would see, not by its pixel-level softness.
 
 The metrics that drive the default ensemble have closed ranges on which a clean photo sits at the
 good end, and each is built to stay flat under the other defects: sharpness is corrected for the
-measured noise, noise is separated from fine texture across scales, exposure is measured in stops so
-that contrast changes do not read as exposure changes, and so on. Raw, informational quantities
-(colourfulness, clipping fractions, megapixels, aspect ratio) have weight 0.
+measured noise, noise is separated from fine texture across scales, contrast is exposure-invariant,
+and the two-sided exposure scores leave naturally dark or bright scenes alone. Raw, informational
+quantities (colourfulness, clipping fractions, megapixels, aspect ratio) have weight 0.
 """
 from __future__ import annotations
 
@@ -96,8 +96,8 @@ def noise_sigma(g: np.ndarray, half: np.ndarray, quarter: np.ndarray) -> float |
     Per block, the high-pass energy at scales 1, 1/2 and 1/4 is e_k = n^2 / 4^k + T * beta^k: white
     noise loses 3/4 of its energy per halving while texture follows a power law. Three equations give
     n^2 in closed form, so fine texture (grass, gravel) is not read as noise and blur, which removes
-    texture, does not read as denoising. Blocks with clipped pixels are skipped (clipping hides
-    noise) unless too few remain. The median block is returned; None if the image is too small.
+    texture, does not read as denoising. Blocks with more than a couple of clipped pixels are skipped
+    (clipping hides noise) unless too few remain. The median block is returned; None if the image is too small.
     """
     b = _NOISE_BLOCK
     while b > 8 and min(g.shape) < 4 * b:
@@ -453,7 +453,7 @@ class ExposureScorer(_ClassicScorer):
         Metric("underexposure", 0.0, 1.0, False,
                "Stops by which both the brightest content (99.9th percentile) sits below white and "
                "the mean sits below mid grey, beyond 0.25, / 3.5: a dark scene with bright highlights "
-               "is not underexposed. 0 fine, 0.2 about one stop under, 1 three and a half.", 1.0),
+               "is not underexposed. 0 fine, 0.2 about one stop under, 1 from 3.75 stops.", 1.0),
         Metric("overexposure", 0.0, 1.0, False,
                "1 - (1 - b)(1 - sqrt(c)): b = stops the mean sits above mid grey beyond 1.5, / 2.5; "
                "c = share of clipped highlights. 0 fine, 0.3 about 10% clipped.", 1.0),
