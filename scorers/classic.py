@@ -304,22 +304,8 @@ def tone_stats(rgb: np.ndarray) -> dict[str, float]:
     }
 
 
-def _stats_rgb(image: DecodedImage) -> np.ndarray:
-    """RGB at <= STATS_SIDE, reduced from the analysis-size copy the pixel-level scorers already made
-    (a quarter of the work of reducing a large decode again)."""
-    def build() -> np.ndarray:
-        src = image.at(ANALYSIS_SIDE)
-        h, w = src.shape[:2]
-        if max(h, w) <= STATS_SIDE:
-            return src
-        scale = STATS_SIDE / max(h, w)
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        return cv2.resize(src, size, interpolation=cv2.INTER_AREA)
-    return _cached(image, "stats_rgb", build)  # type: ignore[return-value]
-
-
 def _tone(image: DecodedImage) -> dict[str, float]:
-    return _cached(image, "tone", lambda: tone_stats(_stats_rgb(image)))  # type: ignore[return-value]
+    return _cached(image, "tone", lambda: tone_stats(image.at(STATS_SIDE)))  # type: ignore[return-value]
 
 
 def gray_edge_cast(rgb: np.ndarray) -> float:
@@ -507,7 +493,7 @@ class ColorScorer(_ClassicScorer):
     )
 
     def score_one(self, image: DecodedImage) -> Result:
-        rgb = _stats_rgb(image)
+        rgb = image.at(STATS_SIDE)
         return {
             "color_cast": _finite(gray_edge_cast(rgb), 0.0, _MAX_CAST),
             "colorfulness": _finite(colorfulness(rgb), 0.0, 1e6),
