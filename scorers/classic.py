@@ -415,7 +415,9 @@ class CompressionScorer(_ClassicScorer):
     metrics = (
         Metric("jpeg_blockiness", 0.0, 1.0, False,
                "Share of small luma steps that fall on an 8x8 block grid (in both directions); "
-               "~0.01 for uncompressed or high-quality images, 0.1+ visibly blocky.", 1.0),
+               "~0.01 for uncompressed or high-quality images, 0.1+ visibly blocky. Weighs more than "
+               "noise because compression also wipes out grain, which noise_sigma counts as a gain.",
+               1.5),
     )
 
     def score_one(self, image: DecodedImage) -> Result:
