@@ -61,7 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     initial = workspace.open(folder, db=args.db)
     app = build_app(workspace, initial)
     app.queue(default_concurrency_limit=4)
-    app.launch(server_name=args.host, server_port=args.port, share=args.share, **launch_kwargs())
+    try:
+        app.launch(server_name=args.host, server_port=args.port, share=args.share, **launch_kwargs())
+    finally:
+        workspace.close()   # stop scoring between batches and close the databases cleanly
     return 0
 
 

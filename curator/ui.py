@@ -42,17 +42,19 @@ HEAD = """
 })();
 </script>
 """
-# A tab id that survives reloads of this tab but is not shared with other tabs.
+# A tab id, and the dataset the tab shows, that survive reloads of this tab but are not shared with
+# other tabs (sessionStorage).
 TAB_ID_JS = """
-() => {
+(tab, key) => {
   let id = sessionStorage.getItem("curator-tab");
   if (!id) {
     id = (crypto.randomUUID ? crypto.randomUUID() : String(Math.random()).slice(2) + Date.now());
     sessionStorage.setItem("curator-tab", id);
   }
-  return id;
+  return [id, sessionStorage.getItem("curator-dataset") || key];
 }
 """
+REMEMBER_DATASET_JS = "(key) => { sessionStorage.setItem('curator-dataset', key); return []; }"
 SHORTCUTS = ("<div class='cur-keys'><kbd>A</kbd> accept · <kbd>R</kbd> reject · <kbd>U</kbd> undo · "
              "<kbd>←</kbd> <kbd>→</kbd> previous / next</div>")
 
@@ -84,7 +86,7 @@ class Dashboard:
     # -- layout ----------------------------------------------------------------------------------------
     def build(self) -> gr.Blocks:
         with gr.Blocks(title="Curator", fill_width=True) as demo:
-            self.key = gr.State(self.initial.key)
+            self.key = gr.Textbox(self.initial.key, visible=False)   # the dataset shown: its resolved root
             self.ids = gr.State([])
             self.current = gr.State(None)
             self.shown = gr.State("")      # data version the page was drawn from
@@ -134,15 +136,17 @@ class Dashboard:
                 self.thr_column = gr.Dropdown(columns, value="ensemble", label="Threshold on")
                 self.histogram = gr.HTML()
                 with gr.Row():
-                    self.thr_lo = gr.Number(label="min", value=None, elem_id="cur-thr-lo")
-                    self.thr_hi = gr.Number(label="max", value=None, elem_id="cur-thr-hi")
+                    # Text, not gr.Number: an empty box must mean "no bound", not 0.
+                    self.thr_lo = gr.Textbox(label="min", placeholder="no minimum", elem_id="cur-thr-lo")
+                    self.thr_hi = gr.Textbox(label="max", placeholder="no maximum", elem_id="cur-thr-hi")
                 self.thr_summary = gr.HTML(render.filters_summary({}))
                 self.thr_clear = gr.Button("Clear thresholds", size="sm")
             with gr.Tab("Dataset"):
                 self.folder = gr.Textbox(label="Open a folder on this machine", placeholder="/path/to/images")
                 self.open_folder = gr.Button("Open and score", variant="primary")
-                self.upload = gr.File(label="…or upload a zip of images", file_types=[".zip"], type="filepath")
-                self.dataset_info = gr.HTML()
+                self.upload = gr.File(label="…or upload a zip of images", file_types=[".zip"], type="filepath",
+                                      elem_id="cur-upload")
+                self.dataset_info = gr.HTML(elem_id="cur-dataset-info")
 
     def _gallery(self) -> None:
         with gr.Row(equal_height=True):
@@ -198,12 +202,13 @@ class Dashboard:
         quiet = {"show_progress": "hidden", "concurrency_id": "view", "concurrency_limit": 1}
         live = {**quiet, "trigger_mode": "always_last"}
 
-        demo.load(lambda tab: tab, self.tab, self.tab, js=TAB_ID_JS, queue=False).then(
+        demo.load(self.on_tab, [self.tab, self.key], [self.tab, self.key], js=TAB_ID_JS, queue=False).then(
             self.on_load, self.view_inputs, [*self.page_outputs, *self.sliders], **quiet)
-        # The timer only polls (progress, counts, a version of the data); a changed version redraws the
-        # page through the ordered queue, with the tab's inputs as they are by then.
-        self.timer.tick(self.on_tick, [self.key], [self.counts, self.progress, self.latest], show_progress="hidden")
-        self.latest.change(self.on_refresh, [*self.view_inputs, self.shown, self.latest], self.page_outputs, **quiet)
+        # The timer only polls a summary of the dataset's state (progress and a version of the data);
+        # when it changes, the tab redraws what changed with its inputs as they are by then, so a poll
+        # for the dataset the tab showed before a switch cannot overwrite the new one.
+        self.timer.tick(self.on_tick, [self.key], [self.latest], show_progress="hidden")
+        self.latest.change(self.on_refresh, [*self.view_inputs, self.shown], self.page_outputs, **quiet)
 
         for slider in self.sliders:
             slider.input(self.on_weights, self.view_inputs, self.page_outputs, **live)
@@ -215,8 +220,9 @@ class Dashboard:
 
         self.thr_column.input(self.on_thr_column, self.view_inputs, [self.thr_lo, self.thr_hi, self.histogram],
                               **quiet)
-        for box in (self.thr_lo, self.thr_hi):
-            box.input(self.on_threshold, [*self.view_inputs, self.thr_lo, self.thr_hi],
+        for box in (self.thr_lo, self.thr_hi):   # applied on Enter or on leaving the box
+            for event in (box.submit, box.blur):
+                event(self.on_threshold, [*self.view_inputs, self.thr_lo, self.thr_hi],
                       [*self.page_outputs, self.thresholds], **live)
         self.thr_clear.click(self.on_clear_thresholds, self.view_inputs,
                              [*self.page_outputs, self.thresholds, self.thr_lo, self.thr_hi], **quiet)
@@ -237,10 +243,11 @@ class Dashboard:
                                 self.page_outputs, **quiet)
 
         self.stop.click(self.on_stop, [self.key], [self.progress], **quiet)
-        self.open_folder.click(self.on_open_folder, [*self.view_inputs, self.folder],
-                               [*self.page_outputs, *self.sliders, self.key, self.thresholds, self.dataset_info])
-        self.upload.upload(self.on_upload, [*self.view_inputs, self.upload],
-                           [*self.page_outputs, *self.sliders, self.key, self.thresholds, self.dataset_info])
+        switched = [*self.page_outputs, *self.sliders, self.key, self.thresholds, self.dataset_info]
+        self.open_folder.click(self.on_open_folder, [*self.view_inputs, self.folder], switched, **quiet).then(
+            None, self.key, None, js=REMEMBER_DATASET_JS)
+        self.upload.upload(self.on_upload, [*self.view_inputs, self.upload], switched, **quiet).then(
+            None, self.key, None, js=REMEMBER_DATASET_JS)
 
     def _ctx(self, args: tuple) -> _Ctx:
         key, tab, sort, order, decision, status, thresholds, number, current, ids, column = args[:11]
@@ -307,7 +314,7 @@ class Dashboard:
             self.detail: render.detail_html(browse.image_record(ds.con, current),
                                             offset + at + 1 if at is not None else None),
             self.values: render.values_html(
-                [v for v in browse.image_values(ds.con, current, view.weights) if v.column in columns],
+                browse.image_values(ds.con, current, view.weights, columns),
                 self.by_name, view.weights),
         }
 
@@ -334,20 +341,28 @@ class Dashboard:
         return {s: weights.get(n, self.by_name[n].default_weight) for s, n in zip(self.sliders, self.names)}
 
     # -- handlers --------------------------------------------------------------------------------------
+    def on_tab(self, tab: str, key: str) -> tuple[str, str]:
+        """The tab's id, and the dataset it showed before a reload if this process still has it open."""
+        return tab, key if self.workspace.get(key) is not None else self.initial.key
+
     def on_load(self, *args) -> dict:
         ctx = self._ctx(args)
         weights = {**default_weights(self.metrics), **saved_weights(ctx.ds.con)}
         ctx.view = browse.View(weights=weights)
         return {**self._render(ctx, 1, self._first), **self._slider_values(weights)}
 
-    def on_tick(self, key: str) -> dict:
+    def on_tick(self, key: str) -> str:
         ds = self.workspace.get(key) or self.initial
-        return {**self._status(ds), self.latest: ds.version()}
+        p = ds.progress()
+        progress = f"{p.state}:{p.done}:{p.errors}:{len(p.unavailable)}" if p else ""
+        return f"{ds.key}|{progress}|{ds.version()}"
 
     def on_refresh(self, *args) -> dict:
-        ctx = self._ctx(args[:-2])
-        shown, latest = args[-2:]
-        return gr.skip() if latest == shown else self._render(ctx, ctx.number)
+        """Progress and counts always; the page only when the data or anyone's decisions changed."""
+        ctx = self._ctx(args[:-1])
+        if ctx.ds.version() == args[-1]:
+            return self._status(ctx.ds)
+        return self._render(ctx, ctx.number)
 
     def on_weights(self, *args) -> dict:
         ctx = self._ctx(args)
@@ -379,11 +394,15 @@ class Dashboard:
         ctx = self._ctx(args)
         lo, hi = ctx.view.thresholds.get(ctx.column, (None, None))
         hists = ctx.ds.histograms([ctx.column], ctx.view.weights)
-        return {self.thr_lo: lo, self.thr_hi: hi, self.histogram: self._histogram(hists, ctx.column, ctx.view)}
+        return {self.thr_lo: "" if lo is None else f"{lo:g}", self.thr_hi: "" if hi is None else f"{hi:g}",
+                self.histogram: self._histogram(hists, ctx.column, ctx.view)}
 
     def on_threshold(self, *args) -> dict:
         ctx = self._ctx(args[:-2])
-        lo, hi = args[-2:]
+        try:
+            lo, hi = (float(t) if (t or "").strip() else None for t in args[-2:])
+        except ValueError:
+            return gr.skip()   # half-typed ("0.", "-"): wait for the rest
         thresholds = dict(ctx.view.thresholds)
         if lo is None and hi is None:
             thresholds.pop(ctx.column, None)
@@ -395,7 +414,7 @@ class Dashboard:
     def on_clear_thresholds(self, *args) -> dict:
         ctx = self._ctx(args)
         ctx.view = replace(ctx.view, thresholds={})
-        return {**self._render(ctx, 1, self._first), self.thresholds: {}, self.thr_lo: None, self.thr_hi: None}
+        return {**self._render(ctx, 1, self._first), self.thresholds: {}, self.thr_lo: "", self.thr_hi: ""}
 
     def on_select(self, evt: gr.SelectData, *args) -> dict:
         ctx = self._ctx(args)

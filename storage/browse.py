@@ -16,7 +16,7 @@ import duckdb
 import pandas as pd
 
 from storage.db import fetch_one, fetch_value, quote_ident
-from storage.ranking import NORMALISED, cached_metrics, default_weights, ensemble_sql, validate_weights
+from storage.ranking import NORMALISED, cache_state, default_weights, ensemble_sql, validate_weights
 from storage.scores import MetricInfo, metric_catalogue
 
 DECISION_FILTERS = ("all", "undecided", "accepted", "rejected")
@@ -72,7 +72,8 @@ class _Query:
     """The SQL of a View: one row per present image with `ensemble` and `decision`, filtered."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, view: View) -> None:
-        metrics = cached_metrics(con)   # the columns the normalised table has
+        state = cache_state(con)
+        metrics = list(state.metrics) if state else []   # the columns the normalised table has
         known = {m.name for m in metrics}
         for name in list(view.thresholds) + ([view.sort] if view.sort not in (ENSEMBLE, "path") else []):
             if name not in known and name != ENSEMBLE:
@@ -87,10 +88,13 @@ class _Query:
         weights.update(validate_weights(catalogue, view.weights))
         self.metrics = metrics
         self.view = view
+        # Metrics no image has a value of add nothing to an ensemble: leaving them out of the
+        # expression keeps it short (planning a 40-term expression costs more than running it).
+        with_values = [m for m in metrics if state.counts.get(m.name)]
         metric_cols = "".join(f", n.{quote_ident(m.name)}" for m in metrics)
         self.rows = f"""
             SELECT {', '.join('n.' + c for c in FILE_COLUMNS)},
-                   {ensemble_sql(metrics, weights)} AS ensemble,
+                   {ensemble_sql(with_values, weights)} AS ensemble,
                    coalesce(d.decision, 'undecided') AS decision{metric_cols}
             FROM {NORMALISED} n LEFT JOIN current_decisions d ON d.image_id = n.image_id
         """
@@ -179,11 +183,13 @@ def histograms(con: duckdb.DuckDBPyConnection, columns: list[str], weights: Mapp
     return out
 
 
-def image_values(con: duckdb.DuckDBPyConnection, image_id: int,
-                 weights: Mapping[str, float] | None = None) -> list[Value]:
-    """The image's ensemble and every metric, each with its percentile among the dataset's ok images."""
+def image_values(con: duckdb.DuckDBPyConnection, image_id: int, weights: Mapping[str, float] | None = None,
+                 columns: list[str] | None = None) -> list[Value]:
+    """The image's ensemble and every metric (or those of `columns`), each with its percentile among
+    the dataset's ok images."""
     q = _Query(con, View(weights=weights or {}))
-    columns = [ENSEMBLE] + [m.name for m in q.metrics]
+    known = [ENSEMBLE] + [m.name for m in q.metrics]
+    columns = known if columns is None else [c for c in known if c in columns]
     cols = [quote_ident(c) for c in columns]
     parts = ", ".join(
         f"t.{c}, (count(*) FILTER (WHERE x.{c} < t.{c}) + 0.5 * count(*) FILTER (WHERE x.{c} = t.{c})) "
@@ -243,10 +249,7 @@ def _float(v: object) -> float | None:
 
 
 def value_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    """How many images have a value of each metric (a scorer that never ran has none)."""
-    metrics = cached_metrics(con)
-    if not metrics:
-        return {}
-    row = fetch_one(con.cursor(), f"SELECT {', '.join(f'count({quote_ident(m.name)})' for m in metrics)} "
-                                  f"FROM {NORMALISED}")
-    return {m.name: int(n) for m, n in zip(metrics, row)}
+    """How many images have a value of each metric (a scorer that never ran has none), as of the
+    last build of the normalised cache."""
+    state = cache_state(con)
+    return dict(state.counts) if state else {}

@@ -140,6 +140,7 @@ class CacheState:
     built_at: float                   # time.time() when built
     seconds: float                    # how long the build took
     metrics: tuple[MetricInfo, ...]   # the metrics the table has columns for, as catalogued then
+    counts: dict[str, int]            # images with a value, per metric (0: no scorer produced it yet)
 
 
 _VERSION_SQL = """
@@ -166,17 +167,18 @@ def cache_state(con: duckdb.DuckDBPyConnection) -> CacheState | None:
     """The state of the normalised table, or None if it was never built on this connection."""
     cur = con.cursor()
     try:
-        row = fetch_one(cur, f"SELECT version, built_at, seconds, metrics FROM {CACHE_DB}.state")
+        row = fetch_one(cur, f"SELECT version, built_at, seconds, metrics, counts FROM {CACHE_DB}.state")
     except duckdb.CatalogException:   # first use on this connection: attach the cache database
         cur = con.cursor()
         cur.execute(f"ATTACH IF NOT EXISTS ':memory:' AS {CACHE_DB}")
         cur.execute(f"CREATE TABLE IF NOT EXISTS {CACHE_DB}.state "
-                    "(version VARCHAR, built_at DOUBLE, seconds DOUBLE, metrics VARCHAR)")
+                    "(version VARCHAR, built_at DOUBLE, seconds DOUBLE, metrics VARCHAR, counts VARCHAR)")
         return None
     if row is None:
         return None
-    version, built_at, seconds, metrics = row
-    return CacheState(version, built_at, seconds, tuple(MetricInfo(**m) for m in json.loads(metrics)))
+    version, built_at, seconds, metrics, counts = row
+    return CacheState(version, built_at, seconds, tuple(MetricInfo(**m) for m in json.loads(metrics)),
+                      json.loads(counts))
 
 
 def refresh_normalised(con: duckdb.DuckDBPyConnection) -> CacheState:
@@ -189,10 +191,14 @@ def refresh_normalised(con: duckdb.DuckDBPyConnection) -> CacheState:
         version = _version(cur)  # on this cursor: the same snapshot as the build below
         metrics = metric_catalogue(con)
         cur.execute(f"CREATE OR REPLACE TABLE {NORMALISED} AS {normalised_sql(metrics)}")
-        state = CacheState(version, time.time(), time.time() - started, tuple(metrics))
+        found = fetch_one(cur, f"SELECT count(*){''.join(f', count({quote_ident(m.name)})' for m in metrics)} "
+                               f"FROM {NORMALISED}")
+        counts = {m.name: int(n) for m, n in zip(metrics, found[1:])}
+        state = CacheState(version, time.time(), time.time() - started, tuple(metrics), counts)
         cur.execute(f"DELETE FROM {CACHE_DB}.state")
-        cur.execute(f"INSERT INTO {CACHE_DB}.state VALUES (?, ?, ?, ?)",
-                    [state.version, state.built_at, state.seconds, json.dumps([asdict(m) for m in metrics])])
+        cur.execute(f"INSERT INTO {CACHE_DB}.state VALUES (?, ?, ?, ?, ?)",
+                    [state.version, state.built_at, state.seconds, json.dumps([asdict(m) for m in metrics]),
+                     json.dumps(counts)])
         cur.execute("COMMIT")
     except Exception:
         cur.execute("ROLLBACK")
@@ -215,10 +221,3 @@ def ensure_normalised(con: duckdb.DuckDBPyConnection, max_staleness: float = 0.0
         if state is None or state.version != scores_version(con):
             state = refresh_normalised(con)
     return state
-
-
-def cached_metrics(con: duckdb.DuckDBPyConnection) -> list[MetricInfo]:
-    """The metrics the normalised table has columns for: queries over the table use these, so a
-    metric declared after the last build is simply not there yet rather than an error."""
-    state = cache_state(con)
-    return list(state.metrics) if state else []
