@@ -146,12 +146,13 @@ def histogram_svg(h: Histogram, lo: float | None = None, hi: float | None = None
     span = h.hi - h.lo
     x = lambda v: (min(max(v, h.lo), h.hi) - h.lo) / span * width  # noqa: E731
     bar_w = width / len(h.counts)
+    edges = h.edges
     parts = [f"<svg class='cur-hist' viewBox='0 0 {width} {height}' preserveAspectRatio='none' role='img'>"]
     for i, n in enumerate(h.counts):
         if n:
             bh = max(1.0, n / peak * (bottom - top))
             parts.append(f"<rect x='{i * bar_w + 0.5:.1f}' y='{bottom - bh:.1f}' width='{max(bar_w - 1, 0.5):.1f}' "
-                         f"height='{bh:.1f}'><title>{fmt(h.edges[i])} – {fmt(h.edges[i + 1])}: {n:,}</title></rect>")
+                         f"height='{bh:.1f}'><title>{fmt(edges[i])} – {fmt(edges[i + 1])}: {n:,}</title></rect>")
     for bound, side in ((lo, "lo"), (hi, "hi")):
         if bound is not None and math.isfinite(bound):
             bx = x(bound)

@@ -54,7 +54,8 @@ class OpenDataset:
         self.thumbs = ThumbnailCache(dataset_dir(root) / "thumbs")
         self.job: ScoringJob | None = None
         self._scorers: list[str] = []
-        self._histograms: dict[tuple, dict[str, browse.Histogram]] = {}
+        self._distributions: dict[str, dict[str, browse.Distribution]] = {}   # cache version -> metrics
+        self._ensembles: dict[tuple, browse.Distribution] = {}                 # (version, weights) -> ensemble
         self._lock = threading.Lock()
 
     @property
@@ -128,20 +129,26 @@ class OpenDataset:
         return PageView(browse.Page(rows.reset_index(drop=True), both.total, both.offset), thumbs, number, pages,
                         version)
 
-    def histograms(self, columns: Sequence[str], weights: Mapping[str, float]) -> dict[str, browse.Histogram]:
-        """Distributions of `columns`, remembered until the scores or the weights change: reviewing
-        (a decision a second) redraws the page without re-scanning every metric."""
+    def distributions(self, weights: Mapping[str, float]) -> dict[str, browse.Distribution]:
+        """Every metric's and the ensemble's distribution over the dataset, remembered until the
+        scores (metrics) or the weights (ensemble) change: reviewing, a decision a second, redraws
+        the page without re-reading a single score."""
         state = cache_state(self.con)
-        key = (state.version if state else "", tuple(columns), tuple(sorted(weights.items())))
+        version = state.version if state else ""
+        weights_key = tuple(sorted(weights.items()))
         with self._lock:
-            if key in self._histograms:
-                return self._histograms[key]
-        found = browse.histograms(self.con, list(columns), weights)
+            metrics = self._distributions.get(version)
+            ensemble = self._ensembles.get((version, weights_key))
+        if metrics is None:
+            metrics = browse.distributions(self.con)
+        if ensemble is None:
+            ensemble = browse.ensemble_distribution(self.con, weights)
         with self._lock:
-            if len(self._histograms) >= 16:
-                self._histograms.pop(next(iter(self._histograms)))
-            self._histograms[key] = found
-        return found
+            self._distributions = {version: metrics}
+            if len(self._ensembles) >= 8:
+                self._ensembles.pop(next(iter(self._ensembles)))
+            self._ensembles[(version, weights_key)] = ensemble
+        return {browse.ENSEMBLE: ensemble, **metrics}
 
     def preview(self, image_id: int, prefetch: Sequence[int] = ()) -> Path | None:
         """A large (1024 px) preview of the image; those of `prefetch` are made in the background."""

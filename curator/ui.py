@@ -308,14 +308,14 @@ class Dashboard:
         if current is None:
             return {self.current: None, self.preview: None, self.detail: render.detail_html(None), self.values: ""}
         at = ids.index(current) if current in ids else None
+        row = browse.image_row(ds.con, current, view.weights)
         return {
             self.current: current,
             self.preview: ds.preview(current, prefetch=ids[at + 1:at + 3] if at is not None else ()),
             self.detail: render.detail_html(browse.image_record(ds.con, current),
                                             offset + at + 1 if at is not None else None),
-            self.values: render.values_html(
-                browse.image_values(ds.con, current, view.weights, columns),
-                self.by_name, view.weights),
+            self.values: render.values_html(browse.values_of(row, ds.distributions(view.weights), columns),
+                                            self.by_name, view.weights),
         }
 
     def _status(self, ds: OpenDataset) -> dict[Any, Any]:
@@ -326,7 +326,8 @@ class Dashboard:
 
     def _thresholds_view(self, ds: OpenDataset, view: browse.View, columns: list[str], column: str
                          ) -> dict[Any, Any]:
-        hists = ds.histograms(columns, view.weights)
+        dists = ds.distributions(view.weights)
+        hists = {c: dists[c].histogram for c in columns if c in dists}
         return {
             self.distributions: render.distributions_html(hists, self.by_name, view.thresholds),
             self.histogram: self._histogram(hists, column, view),
@@ -393,7 +394,8 @@ class Dashboard:
     def on_thr_column(self, *args) -> dict:
         ctx = self._ctx(args)
         lo, hi = ctx.view.thresholds.get(ctx.column, (None, None))
-        hists = ctx.ds.histograms([ctx.column], ctx.view.weights)
+        dist = ctx.ds.distributions(ctx.view.weights).get(ctx.column)
+        hists = {ctx.column: dist.histogram} if dist else {}
         return {self.thr_lo: "" if lo is None else f"{lo:g}", self.thr_hi: "" if hi is None else f"{hi:g}",
                 self.histogram: self._histogram(hists, ctx.column, ctx.view)}
 

@@ -9,14 +9,17 @@ import pytest
 
 from storage import decisions
 from storage.browse import (
+    HISTOGRAM_BINS,
     View,
-    histograms,
+    distributions,
+    ensemble_distribution,
     image_record,
-    image_values,
+    image_row,
     page,
     review_version,
     top_undecided,
     undecided_worse_than,
+    values_of,
 )
 from storage.db import connect
 from storage.images import sync_scan
@@ -150,33 +153,41 @@ def test_bulk_picks_leave_decided_images_alone(con) -> None:
     assert low == set(rows[(rows["ensemble"] < 0.5) & (rows["image_id"] != top[1])]["image_id"])
 
 
-def test_histograms_count_every_ok_value_in_one_scan(con) -> None:
-    h = histograms(con, ["quality", "noise", "info", "ensemble"], bins=10)
+def test_distributions_give_histograms_of_every_ok_value(con) -> None:
+    dists = distributions(con)
+    h = {name: d.histogram for name, d in dists.items()}
     table = ranked(con)
+    assert set(dists) == {"quality", "noise", "info"}
     assert (h["quality"].lo, h["quality"].hi) == (0.0, 1.0)               # declared range
     assert h["noise"].lo == pytest.approx(table["noise"].min())           # open: the data's range
     assert h["noise"].hi == pytest.approx(table["noise"].max())
     assert sum(h["noise"].counts) == N_OK - 1 and h["noise"].missing == 1
-    assert sum(h["quality"].counts) == N_OK and len(h["quality"].edges) == 11
-    expected = np.histogram(table["quality"], bins=10, range=(0, 1))[0]
-    assert h["quality"].counts == list(expected)
-    assert sum(h["ensemble"].counts) == N_OK
+    assert sum(h["quality"].counts) == N_OK and len(h["quality"].edges) == HISTOGRAM_BINS + 1
+    assert h["quality"].counts == list(np.histogram(table["quality"], bins=HISTOGRAM_BINS, range=(0, 1))[0])
+    ensemble = ensemble_distribution(con, {"noise": 0.0})
+    assert sorted(ensemble.values) == pytest.approx(sorted(ranked(con, {"noise": 0.0})["ensemble"]))
+    assert sum(ensemble.histogram.counts) == N_OK
 
 
 def test_image_values_give_percentiles_in_the_dataset(con) -> None:
     table = ranked(con)
     best = table.iloc[0]
-    values = {v.column: v for v in image_values(con, int(best["image_id"]))}
+    dists = {"ensemble": ensemble_distribution(con), **distributions(con)}
+    columns = ["ensemble", "quality", "noise", "info"]
+    values = {v.column: v for v in values_of(image_row(con, int(best["image_id"])), dists, columns)}
     assert values["ensemble"].value == pytest.approx(best["ensemble"])
     assert values["ensemble"].percentile == pytest.approx((N_OK - 0.5) / N_OK * 100)
     q = best["quality"]
     expected = ((table["quality"] < q).sum() + 0.5 * (table["quality"] == q).sum()) / N_OK * 100
     assert values["quality"].percentile == pytest.approx(expected)
-    missing = {v.column: v for v in image_values(con, id_of(con, "img07.jpg"))}
+    info = table["info"]   # few distinct values: ties count half
+    assert values["info"].percentile == pytest.approx(
+        ((info < best["info"]).sum() + 0.5 * (info == best["info"]).sum()) / N_OK * 100)
+    missing = {v.column: v for v in values_of(image_row(con, id_of(con, "img07.jpg")), dists, columns)}
     assert missing["noise"].value is None and missing["noise"].percentile is None
-    broken = {v.column: v for v in image_values(con, id_of(con, "broken.jpg"))}
+    broken = {v.column: v for v in values_of(image_row(con, id_of(con, "broken.jpg")), dists, columns)}
     assert broken["ensemble"].value is None and broken["quality"].value is None
-    assert image_values(con, 10**9) == []
+    assert image_row(con, 10**9) == {}
 
 
 def test_image_record_and_review_version(con) -> None:
