@@ -69,7 +69,6 @@ class _Ctx:
     number: int
     current: int | None
     ids: list[int]
-    weights: dict[str, float]
     column: str          # the column the threshold editor shows
 
 
@@ -90,7 +89,7 @@ class Dashboard:
             self.ids = gr.State([])
             self.current = gr.State(None)
             self.shown = gr.State("")      # data version the page was drawn from
-            self.latest = gr.State("")     # data version the timer saw last
+            self.latest = gr.State("")     # the timer's last summary of the dataset (progress, version)
             self.thresholds = gr.State({})
             self.tab = gr.Textbox(visible=False)
             with gr.Row(equal_height=True):
@@ -256,7 +255,7 @@ class Dashboard:
         ds = self.workspace.get(key) or self.initial
         view = browse.View(weights=weights, sort=sort or "ensemble", descending=order != "asc",
                            decision=decision or "all", status=status or "all", thresholds=dict(thresholds or {}))
-        return _Ctx(ds, tab or "", view, int(number or 1), current, list(ids or []), weights, column or "ensemble")
+        return _Ctx(ds, tab or "", view, int(number or 1), current, list(ids or []), column or "ensemble")
 
     # -- rendering -------------------------------------------------------------------------------------
     def _render(self, ctx: _Ctx, number: int, choose: Callable[[list[int]], int | None] | None = None
@@ -367,7 +366,7 @@ class Dashboard:
 
     def on_weights(self, *args) -> dict:
         ctx = self._ctx(args)
-        save_weights(ctx.ds.con, ctx.weights)
+        save_weights(ctx.ds.con, ctx.view.weights)
         return self._render(ctx, 1)
 
     def on_preset(self, *args) -> dict:
