@@ -121,15 +121,15 @@ def text_alpha(shape: tuple[int, int], text: str, scale: float = 0.08,
     font = _font(size, font_path)
     layer = Image.new("L", (w, h), 0)
     draw = ImageDraw.Draw(layer)
-    l, t, r, b = draw.textbbox((0, 0), text, font=font)
-    tw, th = max(1, r - l), max(1, b - t)
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    tw, th = max(1, right - left), max(1, bottom - top)
     if tiled:
         for y in range(-th, h + th, int(th * 3)):
             for x in range(-tw, w + tw, int(tw * 1.5)):
                 draw.text((x + (y // (3 * th)) % 2 * tw // 2, y), text, fill=255, font=font)
     else:
-        x = int(position[0] * (w - tw)) - l
-        y = int(position[1] * (h - th)) - t
+        x = int(position[0] * (w - tw)) - left
+        y = int(position[1] * (h - th)) - top
         draw.text((x, y), text, fill=255, font=font)
     if angle:
         layer = layer.rotate(angle, resample=Image.BILINEAR, center=(w / 2, h / 2))

@@ -13,6 +13,7 @@ from scorers.base import (  # noqa: F401
 
 # Registry lines: importing a module registers its scorers, in this order.
 from scorers import classic  # noqa: F401,E402
+from scorers import degradation  # noqa: F401,E402
 from scorers import phash  # noqa: F401,E402
 from scorers import clip  # noqa: F401,E402
 from scorers import face  # noqa: F401,E402

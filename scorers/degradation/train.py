@@ -1,0 +1,164 @@
+"""Train the degradation network on synthetic degradations of clean images.
+
+Reproduce the shipped checkpoint (one core generates data, one trains):
+
+    nice -n 5 python -m scorers.degradation train
+
+(defaults: --steps 4000 --batch 32 --crop 224 --lr 2e-3 --seed 0 --threads 1 --workers 1, writing
+scorers/degradation/degradation-v1.pt and its .sha256), then paste the printed sha256 into
+WEIGHTS_SHA256 in scorers/degradation/__init__.py. Wall time: about 0.55 s per step on an idle
+2-core machine (about 37 min); the shipped run took 68.9 min because the 2 cores were shared with
+other jobs (load average 5 to 8).
+
+Data recipe (all built on the fly from the seed, nothing downloaded; see data.py):
+- clean sources: 10 photos shipped by scikit-image (astronaut, chelsea, coffee, motorcycle_left,
+  camera, brick, grass, moon, coins) and matplotlib (grace_hopper.jpg; JPEG sources
+  are halved first to erase their own blocks), 60% of samples; procedural images (random shapes,
+  fractal clouds, stripe / checker / ring patterns, rendered at 2x and area-reduced), 40%.
+- each sample: a random crop of a source reduced (never enlarged) to a canvas whose longer side is
+  320..416 px, random flip, mild gamma / saturation jitter; then 20% stay clean, the rest get each
+  defect with probability 0.4 (at least one): colour cast, blur (Gaussian / motion / defocus /
+  down-up), noise (Gaussian, chroma or luma, constant or signal-dependent like shot noise),
+  watermark (random text in the training fonts, logos, positions, sizes, colours, rotations,
+  tiling; opacity = label), JPEG quality 5..87; plus label-free exposure / contrast nuisances.
+  Labels are the applied intensities (data.py).
+- the network trains on 224 px crops of those canvases; a crop that holds only a sliver of the
+  watermark is left out of that head's loss.
+- held out entirely (for benchmarks/degradation_eval.py): other photos, the "landscape" family and
+  the Liberation Serif / DejaVu Sans Mono fonts.
+
+Sample i is generated from numpy's default_rng([seed, i]), so a run is reproducible for a given
+seed, thread count and installed fonts / library versions.
+
+Retrain on your own clean images (photos without the defects; they replace the built-in photos
+with --no-builtin-photos, else they are added to them):
+
+    python -m scorers.degradation train --clean-dir /path/to/clean --out my-degradation.pt
+
+and score with it via the scorer option degradation_weights=my-degradation.pt.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from scorers.degradation import HEADS, WEIGHTS_PATH, net
+from scorers.degradation import data as ddata
+
+
+class SyntheticDegradations(Dataset):
+    """Sample i: a degraded crop, its labels and label mask, generated from rng([seed, i])."""
+
+    def __init__(self, pool: ddata.CleanPool, length: int, seed: int, crop: int) -> None:
+        self.pool, self.length, self.seed, self.crop = pool, length, seed, crop
+        self.fonts = ddata.split_fonts("train")
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, i])
+        canvas = self.pool.canvas(rng, int(rng.integers(320, 417)), min_short=self.crop)
+        img, labels, alpha = ddata.degrade_random(canvas, rng, self.fonts)
+        img, labels, mask = ddata.crop_example(img, labels, alpha, rng, self.crop)
+        return torch.from_numpy(img), torch.from_numpy(labels), torch.from_numpy(mask)
+
+
+def _worker_init(_: int) -> None:
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+def lr_at(step: int, steps: int, peak: float, warmup: int = 200) -> float:
+    """Linear warm-up, then cosine decay to zero."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    return 0.5 * peak * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+
+def train(pool: ddata.CleanPool, out: Path, steps: int, batch: int, crop: int, lr: float, seed: int,
+          threads: int, workers: int, log_every: int = 100) -> str:
+    """Train from scratch and write the checkpoint; returns its sha256."""
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _train(pool, out, steps, batch, crop, lr, seed, threads, workers, log_every)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _train(pool: ddata.CleanPool, out: Path, steps: int, batch: int, crop: int, lr: float, seed: int,
+           threads: int, workers: int, log_every: int) -> str:
+    torch.manual_seed(seed)
+    model = net.DegradationNet()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    data = SyntheticDegradations(pool, steps * batch, seed, crop)
+    loader = DataLoader(data, batch_size=batch, shuffle=False, num_workers=workers,
+                        worker_init_fn=_worker_init if workers else None, persistent_workers=False)
+    params = sum(p.numel() for p in model.parameters())
+    print(f"training {params:,} parameters for {steps} steps of {batch} x {crop}px on "
+          f"{len(pool.photos)} photos + families {list(pool.families)}", flush=True)
+    start = time.time()
+    running = 0.0
+    model.train()
+    for step, (img, labels, mask) in enumerate(loader):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, steps, lr)
+        logits = model(net.to_tensor(img.numpy()))
+        loss = (torch.nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="none") * mask
+                ).sum() / mask.sum().clamp(min=1)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        running += loss.item()
+        if (step + 1) % log_every == 0 or step + 1 == steps:
+            n = (step % log_every) + 1
+            elapsed = time.time() - start
+            print(f"step {step + 1}/{steps} loss {running / n:.4f} lr {lr_at(step, steps, lr):.2e} "
+                  f"{elapsed / 60:.1f} min", flush=True)
+            running = 0.0
+    wall = time.time() - start
+    # No wall time or other run-specific values: the same seed must give a byte-identical file.
+    meta = {"seed": seed, "steps": steps, "batch": batch, "crop": crop, "lr": lr, "threads": threads,
+            "photos": len(pool.photos), "families": list(pool.families), "heads": list(HEADS),
+            "torch": str(torch.__version__)}
+    digest = net.save_checkpoint(model.eval(), out, meta)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB) sha256 {digest} in {wall / 60:.1f} min", flush=True)
+    return digest
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="python -m scorers.degradation train",
+                                 description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=WEIGHTS_PATH, help="checkpoint to write (+ .sha256 sidecar)")
+    ap.add_argument("--steps", type=int, default=4000)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--crop", type=int, default=224, help="training crop side in pixels")
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads for the training step")
+    ap.add_argument("--workers", type=int, default=1, help="data-generation processes (0 = in-process)")
+    ap.add_argument("--clean-dir", type=Path, action="append", default=[],
+                    help="folder of your own clean images (repeatable)")
+    ap.add_argument("--no-builtin-photos", action="store_true", help="train only on --clean-dir photos")
+    ap.add_argument("--no-procedural", action="store_true", help="leave out the procedural images")
+    ap.add_argument("--log-every", type=int, default=100)
+    args = ap.parse_args(argv)
+    extra = [p for d in args.clean_dir for p in ddata.folder_photos(d, args.crop)]
+    if args.clean_dir and not extra:
+        ap.error(f"no readable images of at least --crop px in {', '.join(map(str, args.clean_dir))}")
+    pool = ddata.CleanPool.builtin("train", extra, use_builtin_photos=not args.no_builtin_photos)
+    if args.no_procedural:
+        pool.families = ()
+    if not pool.photos and not pool.families:
+        ap.error("no clean sources: give --clean-dir or keep the built-in photos / procedural images")
+    train(pool, args.out, args.steps, args.batch, args.crop, args.lr, args.seed, args.threads, args.workers,
+          args.log_every)
+    return 0

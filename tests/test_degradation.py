@@ -1,0 +1,128 @@
+"""The degradation network: the shipped checkpoint through the real loader, its failure modes, and
+a tiny end-to-end training run. Real components throughout; the shipped model is small enough to
+run on CPU in well under a second per batch."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from curator import degrade
+from scorers import registered
+from scorers.base import DecodedImage, WeightsUnavailable
+from scorers.degradation import HEADS, WEIGHTS_PATH, DegradationScorer, net, train
+from scorers.degradation import data as ddata
+from tests.images import photo
+
+METRICS = [f"degradation_{h}" for h in HEADS] + ["degradation_overall"]
+
+
+def _decoded(arrays: list[np.ndarray]) -> list[DecodedImage]:
+    return [DecodedImage(path=f"i{i}", rgb=a, original_size=(a.shape[1], a.shape[0])) for i, a in enumerate(arrays)]
+
+
+def _clean(seed: int) -> np.ndarray:
+    return ddata.procedural("landscape", np.random.default_rng(seed), 288, 384)
+
+
+@pytest.fixture(scope="module")
+def scorer() -> DegradationScorer:
+    s = DegradationScorer(device="cpu")
+    assert s.availability().ok, s.availability().reason
+    s.load()
+    return s
+
+
+def test_registered_with_declared_directions() -> None:
+    cls = registered()["degradation"]
+    by_name = {m.name: m for m in cls.metrics}
+    assert list(by_name) == METRICS
+    assert all(not by_name[f"degradation_{h}"].higher_is_better for h in HEADS)
+    assert by_name["degradation_overall"].higher_is_better
+    assert all((m.min, m.max) == (0.0, 1.0) for m in cls.metrics)
+    assert tuple(net.DEFAULT_CONFIG["heads"]) == HEADS
+
+
+def test_shipped_checkpoint_scores_a_batch(scorer: DegradationScorer) -> None:
+    arrays = [photo(1, (640, 480)), photo(2, (200, 300)), _clean(3), photo(4, (8, 8)),
+              np.zeros((64, 64, 3), np.uint8)]
+    rows = scorer.score_batch(_decoded(arrays))
+    assert len(rows) == len(arrays)
+    for row in rows:
+        assert sorted(row) == sorted(METRICS)
+        assert all(v is not None and 0.0 <= v <= 1.0 for v in row.values())
+    # Batch vs one at a time: same numbers (images of one shape share a forward pass).
+    same_shape = [_clean(5), _clean(6), _clean(7)]
+    together = scorer.score_batch(_decoded(same_shape))
+    for img, row in zip(same_shape, together):
+        alone = scorer.score_batch(_decoded([img]))[0]
+        for m in METRICS:
+            assert alone[m] == pytest.approx(row[m], abs=1e-4)
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_ranks_degraded_above_its_clean_source(scorer: DegradationScorer, seed: int) -> None:
+    clean = _clean(seed)
+    marked = degrade.watermark(clean, "© SAMPLE STOCK", opacity=0.8, scale=0.06, tiled=True)
+    blurred = degrade.gaussian_blur(clean, 4.0)
+    noisy = degrade.gaussian_noise(clean, 30.0, np.random.default_rng(seed))
+    c, w, b, n = scorer.score_batch(_decoded([clean, marked, blurred, noisy]))
+    assert w["degradation_watermark"] > c["degradation_watermark"] + 0.2
+    assert b["degradation_blur"] > c["degradation_blur"] + 0.2
+    assert n["degradation_noise"] > c["degradation_noise"] + 0.3
+    assert max(w["degradation_overall"], n["degradation_overall"]) < c["degradation_overall"]
+
+
+def test_missing_checkpoint_is_unavailable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import scorers.degradation as mod
+
+    monkeypatch.setattr(mod, "WEIGHTS_PATH", tmp_path / "nope.pt")
+    s = DegradationScorer()
+    assert not s.availability().ok and "missing" in s.availability().reason
+    with pytest.raises(WeightsUnavailable, match="missing"):
+        s.load()
+    custom = DegradationScorer(options={"degradation_weights": str(tmp_path / "other.pt")})
+    assert not custom.availability().ok
+
+
+def test_corrupt_checkpoint_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "degradation.pt"
+    shutil.copy(WEIGHTS_PATH, bad)
+    data = bytearray(bad.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    bad.write_bytes(bytes(data))
+    s = DegradationScorer(options={"degradation_weights": str(bad)})
+    assert not s.availability().ok and "sha256" in s.availability().reason  # no sidecar: cannot verify
+    (tmp_path / "degradation.pt.sha256").write_text(net.sha256(WEIGHTS_PATH) + "  degradation.pt\n")
+    assert s.availability().ok  # the cheap check does not hash; load() does
+    with pytest.raises(WeightsUnavailable, match="corrupt"):
+        s.load()
+
+
+def _tiny_pool() -> ddata.CleanPool:
+    return ddata.CleanPool([photo(1, (320, 240)), photo(2, (300, 300))], ("shapes",))
+
+
+def test_tiny_training_run_writes_a_loadable_reproducible_checkpoint(tmp_path: Path) -> None:
+    kw = dict(steps=2, batch=2, crop=64, lr=1e-3, seed=3, threads=1, workers=0, log_every=1)
+    first = train.train(_tiny_pool(), tmp_path / "a" / "ckpt.pt", **kw)
+    second = train.train(_tiny_pool(), tmp_path / "b" / "ckpt.pt", **kw)
+    assert first == second, "same seed, same data and weights: the checkpoint must be byte-identical"
+    s = DegradationScorer(options={"degradation_weights": str(tmp_path / "a" / "ckpt.pt")})
+    assert s.availability().ok
+    assert s.run_version() != DegradationScorer().run_version()
+    rows = s.score_batch(_decoded([_clean(1)]))
+    assert sorted(rows[0]) == sorted(METRICS)
+
+
+def test_degradation_labels_follow_the_applied_defects() -> None:
+    rng = np.random.default_rng(0)
+    clean = _clean(0)
+    img, labels, alpha = ddata.degrade_random(clean, rng, ddata.split_fonts("train"), p_clean=0.0,
+                                              only=("watermark",))
+    assert labels[HEADS.index("watermark")] > 0 and alpha is not None
+    assert np.count_nonzero(labels) == 1 and not np.array_equal(img, clean)
+    crop, crop_labels, mask = ddata.crop_example(img, labels, alpha, rng, 128)
+    assert crop.shape == (128, 128, 3) and mask.shape == labels.shape
