@@ -28,6 +28,13 @@ class WorkItem:
     runs: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
+# A scanned file differs from its row when its size or mtime moved, or when the scan itself now
+# rejects it for a new reason. Scan rejections carry no size, so a file the scan rejected before and
+# accepts now differs by size; a decode error recorded on unchanged bytes is not retried.
+_CHANGED = ("{i}.bytes IS DISTINCT FROM s.bytes OR {i}.mtime IS DISTINCT FROM s.mtime "
+            "OR (s.error IS NOT NULL AND {i}.error IS DISTINCT FROM s.error)")
+
+
 def sync_scan(con: duckdb.DuckDBPyConnection, scanned: pd.DataFrame) -> SyncSummary:
     """Bring `images` in line with a scan (columns path, bytes, mtime, error), in one transaction.
 
@@ -43,20 +50,14 @@ def sync_scan(con: duckdb.DuckDBPyConnection, scanned: pd.DataFrame) -> SyncSumm
             cur, "SELECT count(*) FROM scan_rows s WHERE NOT EXISTS (SELECT 1 FROM images i WHERE i.path = s.path)")
         changed = fetch_value(
             cur,
-            """
-            SELECT count(*) FROM scan_rows s JOIN images i ON i.path = s.path
-            WHERE i.bytes IS DISTINCT FROM s.bytes OR i.mtime IS DISTINCT FROM s.mtime
-               OR i.error IS DISTINCT FROM s.error AND (s.error IS NOT NULL OR i.status = 'error')
-            """,
+            f"SELECT count(*) FROM scan_rows s JOIN images i ON i.path = s.path WHERE {_CHANGED.format(i='i')}",
         )
         cur.execute(
-            """
+            f"""
             UPDATE images SET bytes = s.bytes, mtime = s.mtime,
                 status = CASE WHEN s.error IS NOT NULL THEN 'error' ELSE 'pending' END, error = s.error
             FROM scan_rows s
-            WHERE images.path = s.path AND (
-                images.bytes IS DISTINCT FROM s.bytes OR images.mtime IS DISTINCT FROM s.mtime
-                OR images.error IS DISTINCT FROM s.error AND (s.error IS NOT NULL OR images.status = 'error'))
+            WHERE images.path = s.path AND ({_CHANGED.format(i='images')})
             """
         )
         cur.execute(

@@ -99,6 +99,20 @@ def test_broken_files_are_recorded_and_the_rest_scored(tmp_path: Path) -> None:
         assert rows[rel][0] == "error" and reason in rows[rel][1], (rel, rows[rel])
     assert progress.errors == len(bad) - 1  # the escaping symlink is rejected by the scan itself
 
+    probe = ProbeScorer()   # broken files stay recorded and are not decoded again until they change
+    progress, con = run(tmp_path / "db.duckdb", root, probe)
+    again = {p: e for p, e in con.execute("SELECT path, error FROM image_scores").fetchall()}
+    con.close()
+    assert probe.seen == [] and progress.total == 0 and progress.errors == 0
+    assert {rel: again[rel] for rel in bad} == {rel: rows[rel][1] for rel in bad}
+
+    (root / "escape.png").unlink()   # a file the scan rejected, now a real image: scored
+    save(photo(5, (96, 64)), root / "escape.png")
+    probe = ProbeScorer()
+    progress, con = run(tmp_path / "db.duckdb", root, probe)
+    con.close()
+    assert probe.seen == ["escape.png"] and progress.errors == 0
+
 
 def test_decoding_is_reduced_to_what_the_scorers_need(tmp_path: Path) -> None:
     root = tmp_path / "root"
