@@ -11,7 +11,7 @@ from curator import __version__, cli_export
 from curator.job import Progress, ScoringJob, create_scorers
 from curator.paths import default_db
 from curator.scan import ScanError
-from scorers.base import UnknownScorer, registered
+from scorers.base import UnknownScorer, known_options, registered
 from scorers.weights import prefetch, weights_table
 from storage.db import DatabaseError, connect
 from storage.ranking import ranked
@@ -41,6 +41,17 @@ def _csv_list(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+def _option(text: str) -> tuple[str, str]:
+    """'brisque_model=libsvm' -> ('brisque_model', 'libsvm'), for options some scorer declares."""
+    key, sep, value = (t.strip() for t in text.partition("="))
+    known = known_options()
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    if key not in known:
+        raise argparse.ArgumentTypeError(f"unknown scorer option {key!r}; known: {', '.join(sorted(known))}")
+    return key, value
+
+
 def parse_weights(text: str) -> dict[str, float]:
     """'sharpness=2,noise_sigma=0' -> {'sharpness': 2.0, 'noise_sigma': 0.0}."""
     weights = {}
@@ -68,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=16)
     p.add_argument("--workers", type=_positive_int, default=2, help="decode threads")
     p.add_argument("--reference", type=Path, help="folder of reference photos for the identity scorer")
+    p.add_argument("--option", type=_option, action="append", default=[], metavar="KEY=VALUE",
+                   help="a scorer option (repeatable); `python -m curator scorers` lists them")
     p.add_argument("--cache-dir", type=Path, help="weights cache (default: CURATOR_CACHE or the HF cache)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -93,7 +106,9 @@ def cmd_score(args: argparse.Namespace) -> int:
         raise CliError(f"--reference: not a folder: {args.reference}")
     if not args.root.is_dir():
         raise CliError(f"dataset folder not found: {args.root}")
-    options = {"reference_dir": str(args.reference)} if args.reference else {}
+    options = dict(args.option)
+    if args.reference:
+        options["reference_dir"] = str(args.reference)
     scorers = create_scorers(args.scorers, args.device, args.cache_dir, options)
     db_path = args.db or default_db(args.root)
     con = connect(db_path)
@@ -146,7 +161,7 @@ def scorer_table() -> list[dict]:
         out.append({
             "name": cls.name, "version": cls.version, "available": status.ok,
             "reason": None if status.ok else status.reason, "description": cls.description,
-            "metrics": [m.as_dict() for m in cls.metrics],
+            "metrics": [m.as_dict() for m in cls.metrics], "options": dict(cls.option_help),
         })
     return out
 
@@ -163,6 +178,8 @@ def cmd_scorers(args: argparse.Namespace) -> int:
             rng = f"[{_fmt(m['min'])}, {_fmt(m['max'])}]"
             direction = "higher is better" if m["higher_is_better"] else "lower is better"
             print(f"  {m['name']:<28} {rng:<16} {direction:<17} weight {m['default_weight']:g}")
+        for key, text in s["options"].items():
+            print(f"  option {key}=...: {text}")
     return 0
 
 

@@ -150,7 +150,8 @@ class Scorer(ABC):
     `__init__` does no I/O; heavy imports (torch, open_clip, insightface) and weight loading happen
     in `load()`, which is idempotent and raises WeightsUnavailable rather than ever using random
     weights. `input_size` is the longest image side the scorer needs (None: full resolution).
-    `options` carries run settings some scorers read (e.g. `reference_dir` for identity); scorers
+    `options` carries run settings some scorers read (e.g. `reference_dir` for identity), each
+    declared with a one-line help in `option_help` so the CLI can list and check them; scorers
     ignore keys they do not know. `per_image` scorers (cheap, thread-safe, nothing gained by batching:
     pure numpy/OpenCV) are run by the engine on its decode threads right after each decode, so they
     use every core; model scorers leave it False and get whole batches on the job thread.
@@ -162,6 +163,7 @@ class Scorer(ABC):
     description: ClassVar[str] = ""
     input_size: ClassVar[int | None] = 1024
     per_image: ClassVar[bool] = False
+    option_help: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, device: str = "cpu", cache_dir: Path | None = None,
                  options: Mapping[str, Any] | None = None) -> None:
@@ -221,6 +223,11 @@ def register(cls: type[Scorer]) -> type[Scorer]:
 def registered() -> dict[str, type[Scorer]]:
     """All registered scorers by name, in registration order."""
     return dict(_REGISTRY)
+
+
+def known_options() -> dict[str, str]:
+    """Every option some registered scorer reads, with its help line."""
+    return {key: text for cls in _REGISTRY.values() for key, text in cls.option_help.items()}
 
 
 def get_scorer_class(name: str) -> type[Scorer]:

@@ -25,7 +25,7 @@ import io
 import logging
 import pickle
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -158,6 +158,9 @@ class BrisqueScorer(Scorer):
     input_size: ClassVar[int | None] = 1024
     per_image: ClassVar[bool] = True  # OpenCV + numpy, read-only models: safe on the engine's decode threads
     weight_specs: ClassVar[tuple[WeightSpec, ...]] = (BRISQUE_MODEL_LIVE, BRISQUE_RANGE_LIVE)
+    option_help: ClassVar[Mapping[str, str]] = {
+        "brisque_model": f"{' | '.join(MODELS)}: which LIVE model computes BRISQUE (auto: OpenCV's when "
+                         "its files are cached or downloadable, else the bundled libsvm one)"}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -191,7 +194,10 @@ class BrisqueScorer(Scorer):
     def availability(self) -> Availability:
         if not hasattr(cv2, "quality"):
             return Availability(False, "cv2.quality missing: install opencv-contrib-python-headless")
-        route = self.route()
+        try:
+            route = self.route()
+        except ValueError as e:   # a bad brisque_model option
+            return Availability(False, str(e))
         if route == "libsvm" and libsvm_model_files() is None:
             return Availability(False, "the brisque package (its LIVE model files) is not installed")
         if route == "opencv" and offline():

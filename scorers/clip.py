@@ -28,7 +28,7 @@ import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 
@@ -238,6 +238,8 @@ class ClipScorer(Scorer):
 
     clip_config: ClassVar[ClipConfig] = VIT_L_14
     input_size: ClassVar[int | None] = None  # the reference resizes the original image, not a reduced one
+    option_help: ClassVar[Mapping[str, str]] = {
+        "batch_size": "most images per CLIP forward pass (default: the engine's batch; halved on CUDA out-of-memory)"}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -19,7 +19,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -237,6 +237,8 @@ class IdentityScorer(_FaceScorerBase):
         Metric("identity_similarity", -1.0, 1.0, True,
                "max cosine similarity of the image's faces to the reference set (ArcFace); null without a face"),
     )
+    option_help: ClassVar[Mapping[str, str]] = {
+        "reference_dir": "folder of reference photos of the character (the CLI's --reference DIR)"}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

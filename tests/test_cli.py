@@ -48,6 +48,8 @@ def test_scorers_json_lists_every_scorer_with_metrics() -> None:
     (["score", ".", "--scorers", "sharpnes"], "unknown scorer 'sharpnes'"),
     (["rank", "--db", "/nope.duckdb"], "no database at /nope.duckdb"),
     (["frobnicate"], "invalid choice"),
+    (["score", ".", "--option", "brisque_modle=libsvm"], "unknown scorer option 'brisque_modle'"),
+    (["score", ".", "--option", "brisque_model"], "expected KEY=VALUE"),
 ])
 def test_bad_arguments_give_one_clear_line(args: list[str], message: str) -> None:
     result = curator(*args)
@@ -86,3 +88,21 @@ def test_score_then_rank_csv_and_json(tmp_path: Path) -> None:
 
     result = curator("rank", "--db", str(db), "--weights", "nonsense=1")
     assert result.returncode == 2 and "unknown metric 'nonsense'" in result.stderr
+
+
+def test_scorer_options_reach_the_scorer_and_are_listed(tmp_path: Path) -> None:
+    root = tmp_path / "photos"
+    for i in range(3):
+        save(photo(i, (160, 120)), root / f"p{i}.png")
+    db = tmp_path / "c.duckdb"
+    result = curator("score", str(root), "--db", str(db), "--scorers", "brisque", "--option", "brisque_model=bogus")
+    assert result.returncode == 1 and "unavailable: brisque_model must be one of" in result.stderr
+    result = curator("score", str(root), "--db", str(db), "--scorers", "brisque", "--option", "brisque_model=libsvm")
+    assert result.returncode == 0, result.stderr
+    import duckdb
+
+    with duckdb.connect(str(db), read_only=True) as con:
+        versions = {v for (v,) in con.execute("SELECT DISTINCT version FROM scorer_runs").fetchall()}
+    assert len(versions) == 1 and "+libsvm." in versions.pop()
+    listed = {s["name"]: s["options"] for s in json.loads(curator("scorers", "--json").stdout)}
+    assert "brisque_model" in listed["brisque"] and "reference_dir" in listed["identity"]

@@ -48,6 +48,8 @@ class DegradationScorer(Scorer):
     version = "1"
     description = "In-project CNN: blur / noise / JPEG / colour-cast / watermark intensities"
     input_size = 384
+    option_help = {"degradation_weights": "a checkpoint from `python -m scorers.degradation train` "
+                                          "(verified against its .sha256 sidecar) instead of the shipped one"}
     metrics = tuple(
         Metric(f"degradation_{h}", 0.0, 1.0, False, _DESCRIPTIONS[h], 1.0 if h == "watermark" else 0.25)
         for h in HEADS
