@@ -1,8 +1,8 @@
 """Throughput of `score` with the classic scorers vs a bare Pillow decode and cleanvision, side by side.
 
 Builds a folder of camera-sized JPEGs and PNGs from the demo source photos, warms the page cache,
-then times, in one process and one run: (1) a bare single-threaded Pillow decode of every file,
-(2) Curator's scoring job (scan, hash, decode once, every classic scorer, DuckDB writes) into a fresh
+then times, in one process and one run: (1) a bare Pillow decode of every file, on one thread (the
+target's reference) and on as many threads as Curator decodes with (for a like-for-like view), (2) Curator's scoring job (scan, hash, decode once, every classic scorer, DuckDB writes) into a fresh
 database, (3) cleanvision's `Imagelab.find_issues()` on the same folder. Prints a Markdown table.
 
     python -m benchmarks.throughput [--images 240] [--repeats 3] [--work DIR]
@@ -17,6 +17,7 @@ import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -28,6 +29,7 @@ from curator.job import ScoringJob, create_scorers
 from scorers import registered
 from storage.db import connect
 
+WORKERS = 2  # Curator's decode threads (the `score` default)
 SIZES = [((1920, 1080), ".jpg"), ((1920, 1080), ".jpg"), ((3000, 2000), ".jpg"), ((1024, 768), ".png")]
 
 
@@ -49,11 +51,19 @@ def build_folder(folder: Path, n: int) -> list[Path]:
     return paths
 
 
-def bare_pillow(paths: list[Path]) -> float:
+def _decode(path: Path) -> None:
+    with Image.open(path) as im:
+        im.convert("RGB")
+
+
+def bare_pillow(paths: list[Path], threads: int = 1) -> float:
     t = time.perf_counter()
-    for p in paths:
-        with Image.open(p) as im:
-            im.convert("RGB")
+    if threads == 1:
+        for p in paths:
+            _decode(p)
+    else:
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(_decode, paths))
     return time.perf_counter() - t
 
 
@@ -61,7 +71,7 @@ def curator_score(folder: Path, scratch: Path, names: list[str]) -> float:
     db = scratch / f"bench-{time.monotonic_ns()}.duckdb"
     con = connect(db)
     t = time.perf_counter()
-    progress = ScoringJob(con, folder, create_scorers(names, "cpu")).run()
+    progress = ScoringJob(con, folder, create_scorers(names, "cpu"), workers=WORKERS).run()
     elapsed = time.perf_counter() - t
     con.close()
     assert progress.state == "done" and progress.errors == 0, progress
@@ -94,21 +104,23 @@ def main() -> int:
     for p in paths:  # warm the page cache so every contender reads from memory
         p.read_bytes()
     names = [n for n, c in registered().items() if c.__module__ == "scorers.classic"]
-    runs: dict[str, list[float]] = {"pillow": [], "curator": [], "cleanvision": []}
+    runs: dict[str, list[float]] = {"pillow": [], "pillow_mt": [], "curator": [], "cleanvision": []}
     for _ in range(args.repeats):
         runs["pillow"].append(bare_pillow(paths))
+        runs["pillow_mt"].append(bare_pillow(paths, WORKERS))
         runs["curator"].append(curator_score(folder, scratch, names))
         cv = cleanvision(folder)
         if cv is not None:
             runs["cleanvision"].append(cv)
     n = len(paths)
     med = {k: statistics.median(v) for k, v in runs.items() if v}
-    print(f"{n} images ({', '.join(f'{w}x{h}{e}' for (w, h), e in SIZES)} in rotation); "
+    print(f"{time.strftime('%Y-%m-%d')}; {n} images ({', '.join(f'{w}x{h}{e}' for (w, h), e in SIZES)} in rotation); "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; median of {args.repeats}")
     print(f"classic scorers: {', '.join(names)}\n")
     print("| contender | seconds | images/s | Curator speed ratio |")
     print("|---|---|---|---|")
-    for k, label in (("pillow", "bare Pillow decode (1 thread)"), ("curator", "curator score (classic)"),
+    for k, label in (("pillow", "bare Pillow decode (1 thread)"),
+                     ("pillow_mt", f"bare Pillow decode ({WORKERS} threads)"), ("curator", "curator score (classic)"),
                      ("cleanvision", "cleanvision find_issues")):
         if k in med:
             print(f"| {label} | {med[k]:.2f} | {n / med[k]:.1f} | {med[k] / med['curator']:.2f}x |")
