@@ -2,8 +2,9 @@
 
 Builds a folder of camera-sized JPEGs and PNGs from the demo source photos, warms the page cache,
 then times, in one process and one run: (1) a bare Pillow decode of every file, on one thread (the
-target's reference) and on as many threads as Curator decodes with (for a like-for-like view), (2) Curator's scoring job (scan, hash, decode once, every classic scorer, DuckDB writes) into a fresh
-database, (3) cleanvision's `Imagelab.find_issues()` on the same folder. Prints a Markdown table.
+target's reference) and on as many threads as Curator decodes with (like for like), (2) Curator's
+scoring job (scan, hash, decode once, every classic scorer, DuckDB writes) into a fresh database,
+(3) cleanvision's `Imagelab.find_issues()` on the same folder. Prints a Markdown table.
 
     python -m benchmarks.throughput [--images 240] [--repeats 3] [--work DIR]
 """

@@ -6,7 +6,7 @@ training data. Every function takes and returns an RGB uint8 array and never mut
 """
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Callable
 
@@ -93,7 +93,7 @@ def down_up(img: np.ndarray, factor: float) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
 
 
-@lru_cache(maxsize=None)
+@cache
 def font_files() -> tuple[Path, ...]:
     """TrueType fonts available on this machine (Debian fonts, then Pillow's bundled ones)."""
     found: list[Path] = []

@@ -1,5 +1,5 @@
 """Scorer registry. Plugging in a scorer: one module in this package plus one import line below."""
-from scorers.base import (  # noqa: F401
+from scorers.base import (  # noqa: F401, I001 (the registry lines below keep their order)
     Availability,
     DecodedImage,
     Metric,
