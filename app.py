@@ -32,18 +32,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scorers", type=lambda t: [s.strip() for s in t.split(",") if s.strip()],
                    help="comma-separated scorer names (default: every registered scorer)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    p.add_argument("--auth", metavar="USER:PASS[,USER:PASS]",
+                   help="require a login (default: $CURATOR_AUTH; none when unset); each user sees only their own "
+                        "uploads and the dataset the app was started on")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from curator.access import auth_from_env, folders_allowed, parse_auth
     from curator.session import ScoringOptions, Workspace
     from scorers.base import UnknownScorer, get_scorer_class
 
     try:
         for name in args.scorers or []:
             get_scorer_class(name)
-    except UnknownScorer as e:
+        auth = parse_auth(args.auth) if args.auth else auth_from_env()
+        folders_allowed()   # a malformed CURATOR_ALLOW_FOLDERS stops the start, not the first click
+    except (UnknownScorer, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.folder is None:
@@ -58,11 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     from curator.ui import build_app, launch_kwargs
 
     workspace = Workspace(ScoringOptions(scorers=args.scorers, device=args.device))
-    initial = workspace.open(folder, db=args.db)
+    initial = workspace.open(folder, db=args.db, public=True)   # the operator's choice: every user sees it
     app = build_app(workspace, initial)
     app.queue(default_concurrency_limit=4)
     try:
-        app.launch(server_name=args.host, server_port=args.port, share=args.share, **launch_kwargs())
+        app.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth,
+                   **launch_kwargs(workspace))
     finally:
         workspace.close()   # stop scoring between batches and close the databases cleanly
     return 0

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from curator.access import check_folder, uploads_dir
 from curator.job import Progress, ScoringJob, create_scorers, prepare_database
 from curator.paths import dataset_dir, default_db
 from curator.thumbnails import GALLERY_SIZE, PREVIEW_SIZE, ThumbnailCache
@@ -52,6 +53,7 @@ class OpenDataset:
         self.con = connect(db_path)
         prepare_database(self.con)      # metrics known (sliders, filters) before anything is scored
         self.thumbs = ThumbnailCache(dataset_dir(root) / "thumbs")
+        self.exports = dataset_dir(root) / "exports"    # what the dashboard exports, offered as a zip
         self.job: ScoringJob | None = None
         self._scorers: list[str] = []
         self._distributions: dict[str, dict[str, browse.Distribution]] = {}   # cache version -> metrics
@@ -171,15 +173,21 @@ class OpenDataset:
 
 
 class Workspace:
-    """The datasets this process has open, by resolved root folder."""
+    """The datasets this process has open, by resolved root folder, and who may see each: the ones
+    opened for everyone (the dataset the app started on), and every other one only by the users who
+    opened it. Without login every tab's user is None, so all tabs share everything as before."""
 
     def __init__(self, options: ScoringOptions = ScoringOptions()) -> None:
         self.options = options
         self._open: dict[str, OpenDataset] = {}
+        self._public: set[str] = set()
+        self._readers: dict[str, set[str | None]] = {}
         self._lock = threading.Lock()
 
-    def open(self, root: Path | str, db: Path | None = None, score: bool = True) -> OpenDataset:
-        """Open a dataset folder (again: the same object) and start scoring what is new in it."""
+    def open(self, root: Path | str, db: Path | None = None, score: bool = True, user: str | None = None,
+             public: bool = False) -> OpenDataset:
+        """Open a dataset folder (again: the same object) for `user`, or for everyone, and start scoring
+        what is new in it."""
         root = Path(root).expanduser().resolve()
         if not root.is_dir():
             raise ValueError(f"dataset folder not found: {root}")
@@ -188,17 +196,39 @@ class Workspace:
             if dataset is None:
                 dataset = OpenDataset(root, Path(db) if db else default_db(root), self.options)
                 self._open[str(root)] = dataset
+            if public:
+                self._public.add(dataset.key)
+            else:
+                self._readers.setdefault(dataset.key, set()).add(user)
         if score:
             dataset.start_scoring()
         return dataset
 
-    def open_zip(self, zip_path: Path | str, name: str | None = None) -> tuple[OpenDataset, Extracted]:
-        """Extract an uploaded zip (safely, see curator.uploads) and open the folder it became."""
-        extracted = extract_zip(zip_path, name)
-        return self.open(extracted.root), extracted
+    def open_folder(self, folder: Path | str, user: str | None = None) -> OpenDataset:
+        """Open a folder a user typed the path of, if this app lets users do that (curator.access)."""
+        check_folder(Path(folder), user)
+        return self.open(folder, user=user)
 
-    def get(self, key: str) -> OpenDataset | None:
-        return self._open.get(key)
+    def open_zip(self, zip_path: Path | str, name: str | None = None, user: str | None = None
+                 ) -> tuple[OpenDataset, Extracted]:
+        """Extract an uploaded zip (safely, see curator.uploads) into `user`'s uploads folder and open
+        the folder it became, for that user."""
+        extracted = extract_zip(zip_path, name, uploads_dir(user))
+        return self.open(extracted.root, user=user), extracted
+
+    def get(self, key: str, user: str | None = None) -> OpenDataset | None:
+        """The open dataset `key` if `user` may see it: a key sent by another user's tab gets None."""
+        with self._lock:
+            if key in self._public or user in self._readers.get(key, ()):
+                return self._open.get(key)
+        return None
+
+    def served_folders(self, user: str | None) -> list[Path]:
+        """The folders whose files the web server may hand to `user`: the thumbnails and exports of the
+        datasets they may see (never a dataset's own images)."""
+        with self._lock:
+            keys = [k for k in self._open if k in self._public or user in self._readers.get(k, ())]
+            return [folder for k in keys for folder in (self._open[k].thumbs.folder, self._open[k].exports)]
 
     def close(self) -> None:
         with self._lock:

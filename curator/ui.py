@@ -15,9 +15,11 @@ from typing import Any, Callable
 import gradio as gr
 
 from curator import render, ui_export
+from curator.access import folders_allowed, user_of
 from curator.presets import PRESETS, preset_weights
+from curator.serving import HIDDEN_API, file_guard
 from curator.session import PER_PAGE, OpenDataset, Workspace
-from curator.uploads import UploadError
+from curator.uploads import Limits, UploadError
 from storage import browse, decisions
 from storage.ranking import default_weights, save_weights, saved_weights
 from storage.scores import MetricInfo
@@ -141,8 +143,10 @@ class Dashboard:
                 self.thr_summary = gr.HTML(render.filters_summary({}))
                 self.thr_clear = gr.Button("Clear thresholds", size="sm")
             with gr.Tab("Dataset"):
-                self.folder = gr.Textbox(label="Open a folder on this machine", placeholder="/path/to/images")
-                self.open_folder = gr.Button("Open and score", variant="primary")
+                # Off on a shared server (curator.access): there the only way in is a zip.
+                self.folder = gr.Textbox(label="Open a folder on this machine", placeholder="/path/to/images",
+                                         visible=folders_allowed())
+                self.open_folder = gr.Button("Open and score", variant="primary", visible=folders_allowed())
                 self.upload = gr.File(label="…or upload a zip of images", file_types=[".zip"], type="filepath",
                                       elem_id="cur-upload")
                 self.dataset_info = gr.HTML(elem_id="cur-dataset-info")
@@ -198,15 +202,16 @@ class Dashboard:
                              self.bulk_column, *self.groups.values()]
         # Every event that redraws the page runs in one queue, in order: a redraw started earlier can
         # never land after (and overwrite) one the reviewer caused later.
-        quiet = {"show_progress": "hidden", "concurrency_id": "view", "concurrency_limit": 1}
+        quiet = {"show_progress": "hidden", "concurrency_id": "view", "concurrency_limit": 1, **HIDDEN_API}
         live = {**quiet, "trigger_mode": "always_last"}
 
-        demo.load(self.on_tab, [self.tab, self.key], [self.tab, self.key], js=TAB_ID_JS, queue=False).then(
+        demo.load(self.on_tab, [self.tab, self.key], [self.tab, self.key], js=TAB_ID_JS, queue=False,
+                  **HIDDEN_API).then(
             self.on_load, self.view_inputs, [*self.page_outputs, *self.sliders], **quiet)
         # The timer only polls a summary of the dataset's state (progress and a version of the data);
         # when it changes, the tab redraws what changed with its inputs as they are by then, so a poll
         # for the dataset the tab showed before a switch cannot overwrite the new one.
-        self.timer.tick(self.on_tick, [self.key], [self.latest], show_progress="hidden")
+        self.timer.tick(self.on_tick, [self.key], [self.latest], show_progress="hidden", **HIDDEN_API)
         self.latest.change(self.on_refresh, [*self.view_inputs, self.shown], self.page_outputs, **quiet)
 
         for slider in self.sliders:
@@ -248,14 +253,18 @@ class Dashboard:
         self.upload.upload(self.on_upload, [*self.view_inputs, self.upload], switched, **quiet).then(
             None, self.key, None, js=REMEMBER_DATASET_JS)
 
-    def _ctx(self, args: tuple) -> _Ctx:
+    def _ctx(self, request: gr.Request | None, args: tuple) -> _Ctx:
         key, tab, sort, order, decision, status, thresholds, number, current, ids, column = args[:11]
         values = args[11:11 + len(self.sliders)]
         weights = {n: float(v) for n, v in zip(self.names, values)}
-        ds = self.workspace.get(key) or self.initial
+        ds = self.dataset(key, request)
         view = browse.View(weights=weights, sort=sort or "ensemble", descending=order != "asc",
                            decision=decision or "all", status=status or "all", thresholds=dict(thresholds or {}))
         return _Ctx(ds, tab or "", view, int(number or 1), current, list(ids or []), column or "ensemble")
+
+    def dataset(self, key: str, request: gr.Request | None) -> OpenDataset:
+        """The dataset a tab asks for by key if its user may see it, else the one the app started on."""
+        return self.workspace.get(key, user_of(request)) or self.initial
 
     # -- rendering -------------------------------------------------------------------------------------
     def _render(self, ctx: _Ctx, number: int, choose: Callable[[list[int]], int | None] | None = None
@@ -341,40 +350,41 @@ class Dashboard:
         return {s: weights.get(n, self.by_name[n].default_weight) for s, n in zip(self.sliders, self.names)}
 
     # -- handlers --------------------------------------------------------------------------------------
-    def on_tab(self, tab: str, key: str) -> tuple[str, str]:
-        """The tab's id, and the dataset it showed before a reload if this process still has it open."""
-        return tab, key if self.workspace.get(key) is not None else self.initial.key
+    def on_tab(self, request: gr.Request, tab: str, key: str) -> tuple[str, str]:
+        """The tab's id, and the dataset it showed before a reload if this process still has it open
+        (and it is this user's)."""
+        return tab, self.dataset(key, request).key
 
-    def on_load(self, *args) -> dict:
-        ctx = self._ctx(args)
+    def on_load(self, request: gr.Request, *args) -> dict:
+        ctx = self._ctx(request, args)
         weights = {**default_weights(self.metrics), **saved_weights(ctx.ds.con)}
         ctx.view = browse.View(weights=weights)
         return {**self._render(ctx, 1, self._first), **self._slider_values(weights)}
 
-    def on_tick(self, key: str) -> str:
-        ds = self.workspace.get(key) or self.initial
+    def on_tick(self, request: gr.Request, key: str) -> str:
+        ds = self.dataset(key, request)
         p = ds.progress()
         progress = f"{p.state}:{p.done}:{p.errors}:{len(p.unavailable)}" if p else ""
         return f"{ds.key}|{progress}|{ds.version()}"
 
-    def on_refresh(self, *args) -> dict:
+    def on_refresh(self, request: gr.Request, *args) -> dict:
         """Progress and counts always; the page only when the data or anyone's decisions changed."""
-        ctx = self._ctx(args[:-1])
+        ctx = self._ctx(request, args[:-1])
         if ctx.ds.version() == args[-1]:
             return self._status(ctx.ds)
         return self._render(ctx, ctx.number)
 
-    def on_weights(self, *args) -> dict:
-        ctx = self._ctx(args)
+    def on_weights(self, request: gr.Request, *args) -> dict:
+        ctx = self._ctx(request, args)
         save_weights(ctx.ds.con, ctx.view.weights)
         return self._render(ctx, 1)
 
-    def on_preset(self, *args) -> dict:
-        ctx = self._ctx(args[:-1])
+    def on_preset(self, request: gr.Request, *args) -> dict:
+        ctx = self._ctx(request, args[:-1])
         return self._apply_weights(ctx, preset_weights(args[-1], self.metrics))
 
-    def on_reset(self, *args) -> dict:
-        ctx = self._ctx(args)
+    def on_reset(self, request: gr.Request, *args) -> dict:
+        ctx = self._ctx(request, args)
         return {**self._apply_weights(ctx, default_weights(self.metrics)), self.preset: None}
 
     def _apply_weights(self, ctx: _Ctx, weights: dict[str, float]) -> dict:
@@ -382,24 +392,24 @@ class Dashboard:
         ctx.view = replace(ctx.view, weights=weights)
         return {**self._render(ctx, 1), **self._slider_values(weights)}
 
-    def on_view(self, *args) -> dict:
-        return self._render(self._ctx(args), 1, self._first)
+    def on_view(self, request: gr.Request, *args) -> dict:
+        return self._render(self._ctx(request, args), 1, self._first)
 
-    def on_page(self, *args) -> dict:
-        ctx = self._ctx(args[:-1])
+    def on_page(self, request: gr.Request, *args) -> dict:
+        ctx = self._ctx(request, args[:-1])
         step = args[-1]
         return self._render(ctx, 1 if step == FIRST_PAGE else ctx.number + step, self._first)
 
-    def on_thr_column(self, *args) -> dict:
-        ctx = self._ctx(args)
+    def on_thr_column(self, request: gr.Request, *args) -> dict:
+        ctx = self._ctx(request, args)
         lo, hi = ctx.view.thresholds.get(ctx.column, (None, None))
         dist = ctx.ds.distributions(ctx.view.weights).get(ctx.column)
         hists = {ctx.column: dist.histogram} if dist else {}
         return {self.thr_lo: "" if lo is None else f"{lo:g}", self.thr_hi: "" if hi is None else f"{hi:g}",
                 self.histogram: self._histogram(hists, ctx.column, ctx.view)}
 
-    def on_threshold(self, *args) -> dict:
-        ctx = self._ctx(args[:-2])
+    def on_threshold(self, request: gr.Request, *args) -> dict:
+        ctx = self._ctx(request, args[:-2])
         try:
             lo, hi = (float(t) if (t or "").strip() else None for t in args[-2:])
         except ValueError:
@@ -412,13 +422,13 @@ class Dashboard:
         ctx.view = replace(ctx.view, thresholds=thresholds)
         return {**self._render(ctx, 1, self._first), self.thresholds: thresholds}
 
-    def on_clear_thresholds(self, *args) -> dict:
-        ctx = self._ctx(args)
+    def on_clear_thresholds(self, request: gr.Request, *args) -> dict:
+        ctx = self._ctx(request, args)
         ctx.view = replace(ctx.view, thresholds={})
         return {**self._render(ctx, 1, self._first), self.thresholds: {}, self.thr_lo: "", self.thr_hi: ""}
 
-    def on_select(self, evt: gr.SelectData, *args) -> dict:
-        ctx = self._ctx(args)
+    def on_select(self, evt: gr.SelectData, request: gr.Request, *args) -> dict:
+        ctx = self._ctx(request, args)
         if evt.index is None or not 0 <= evt.index < len(ctx.ids):
             return gr.skip()
         return self._move_to(ctx, ctx.ids[evt.index])
@@ -430,9 +440,9 @@ class Dashboard:
         out[self.gallery] = gr.update(selected_index=ctx.ids.index(image_id))
         return out
 
-    def on_step(self, *args) -> dict:
+    def on_step(self, request: gr.Request, *args) -> dict:
         """Previous / next image, crossing page boundaries."""
-        ctx = self._ctx(args[:-1])
+        ctx = self._ctx(request, args[:-1])
         step = args[-1]
         if not ctx.ids:
             return gr.skip()
@@ -446,8 +456,8 @@ class Dashboard:
     def _total(self, ctx: _Ctx) -> int:
         return browse.page(ctx.ds.con, ctx.view, 0, 0).total
 
-    def on_decide(self, *args) -> dict:
-        ctx = self._ctx(args[:-1])
+    def on_decide(self, request: gr.Request, *args) -> dict:
+        ctx = self._ctx(request, args[:-1])
         decision = args[-1]
         if ctx.current is None:
             gr.Info("Select an image first (click a thumbnail).")
@@ -467,8 +477,8 @@ class Dashboard:
 
         return self._render(ctx, ctx.number, move_on)
 
-    def on_undo(self, *args) -> dict:
-        ctx = self._ctx(args)
+    def on_undo(self, request: gr.Request, *args) -> dict:
+        ctx = self._ctx(request, args)
         touched = decisions.undo(ctx.ds.con, session=ctx.tab)
         if not touched:
             gr.Info("Nothing to undo in this tab.")
@@ -478,16 +488,16 @@ class Dashboard:
             return self._render(ctx, ctx.number)
         return self._render(ctx, ctx.number, lambda ids: touched[0])
 
-    def on_accept_top(self, *args) -> dict:
-        ctx = self._ctx(args[:-1])
+    def on_accept_top(self, request: gr.Request, *args) -> dict:
+        ctx = self._ctx(request, args[:-1])
         k = int(args[-1] or 0)
         ids = browse.top_undecided(ctx.ds.con, ctx.view, k)
         decisions.decide(ctx.ds.con, ids, "accepted", session=ctx.tab, note=f"bulk: accept top {k}")
         gr.Info(f"Accepted {len(ids):,} undecided images of the top {k:,}.")
         return self._render(ctx, ctx.number)
 
-    def on_reject_below(self, *args) -> dict:
-        ctx = self._ctx(args[:-2])
+    def on_reject_below(self, request: gr.Request, *args) -> dict:
+        ctx = self._ctx(request, args[:-2])
         column, value = args[-2:]
         if value is None:
             return gr.skip()
@@ -497,31 +507,31 @@ class Dashboard:
         gr.Info(f"Rejected {len(ids):,} undecided images with {column} worse than {render.fmt(value)}.")
         return self._render(ctx, ctx.number)
 
-    def on_stop(self, key: str) -> str:
-        ds = self.workspace.get(key)
+    def on_stop(self, request: gr.Request, key: str) -> str:
+        ds = self.workspace.get(key, user_of(request))
         if ds is None:
             return gr.skip()
         ds.cancel_scoring()
         return render.progress_html(ds.progress())
 
-    def on_open_folder(self, *args) -> dict:
-        ctx = self._ctx(args[:-1])
+    def on_open_folder(self, request: gr.Request, *args) -> dict:
+        ctx = self._ctx(request, args[:-1])
         folder = (args[-1] or "").strip()
         if not folder:
             raise gr.Error("Type the path of a folder of images first.")
         try:
-            ds = self.workspace.open(Path(folder))
-        except ValueError as e:
+            ds = self.workspace.open_folder(Path(folder), user_of(request))
+        except ValueError as e:   # AccessDenied included
             raise gr.Error(str(e)) from None
         return self._switch(ctx, ds, f"Opened <code>{render.escape(str(ds.root))}</code>.")
 
-    def on_upload(self, *args) -> dict:
-        ctx = self._ctx(args[:-1])
+    def on_upload(self, request: gr.Request, *args) -> dict:
+        ctx = self._ctx(request, args[:-1])
         upload = args[-1]
         if not upload:
             return gr.skip()
         try:
-            ds, extracted = self.workspace.open_zip(upload, Path(upload).name)
+            ds, extracted = self.workspace.open_zip(upload, Path(upload).name, user_of(request))
         except (UploadError, ValueError) as e:
             raise gr.Error(str(e)) from None
         skipped = "".join(f"<li>{render.escape(n)}: {render.escape(r)}</li>" for n, r in extracted.skipped[:50])
@@ -538,11 +548,13 @@ class Dashboard:
                 self.thresholds: {}, self.dataset_info: note}
 
 
-def launch_kwargs() -> dict[str, Any]:
-    """Arguments for `Blocks.launch`: styling, the shortcut script, and nothing served from disk but
-    the thumbnail folders (registered as static paths when a dataset opens)."""
+def launch_kwargs(workspace: Workspace) -> dict[str, Any]:
+    """Arguments for `Blocks.launch`: styling, the shortcut script, uploads no larger than a zip may
+    be, and nothing served from disk but the thumbnail and export folders of the datasets the user
+    asking may see (registered as static paths when a dataset opens; curator.serving enforces it)."""
     return {"css": render.CSS, "head": HEAD, "allowed_paths": [], "footer_links": [],
-            "max_file_size": "8gb"}
+            "max_file_size": Limits().max_total_bytes,
+            "app_kwargs": {"middleware": [file_guard(workspace.served_folders)]}}
 
 
 def build_app(workspace: Workspace, initial: OpenDataset) -> gr.Blocks:

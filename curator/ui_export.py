@@ -28,8 +28,8 @@ from curator.dedupe import (
 )
 from curator.dedupe import describe as describe_clusters
 from curator.export import CONVERSIONS, CROPS, ExportError, ExportOptions, export, export_zip
-from curator.paths import dataset_dir
 from curator.selection import STRATEGIES, SelectionError, propose, select
+from curator.serving import HIDDEN_API
 from curator.thumbnails import GALLERY_SIZE
 from storage.decisions import undo
 from storage.selection import image_files, vectors_signature
@@ -41,10 +41,6 @@ if TYPE_CHECKING:
 PREVIEW_LIMIT = 120   # thumbnails shown for a selection (all of it is proposed / exported)
 
 
-def exports_dir(ds: OpenDataset) -> Path:
-    return dataset_dir(ds.root) / "exports"
-
-
 class ExportSection:
     """The section's widgets and handlers; one instance per dashboard, shared by every tab."""
 
@@ -53,8 +49,8 @@ class ExportSection:
         self._indexes: dict[str, tuple[str, DuplicateIndex]] = {}   # dataset key -> (signature, index)
         self._lock = threading.Lock()
 
-    def _dataset(self, key: str) -> OpenDataset:
-        return self.dash.workspace.get(key) or self.dash.initial
+    def _dataset(self, key: str, request: gr.Request | None) -> OpenDataset:
+        return self.dash.dataset(key, request)
 
     def _index(self, ds: OpenDataset) -> DuplicateIndex:
         """The dataset's pair index at the loosest thresholds the sliders offer, found once and kept
@@ -151,33 +147,35 @@ class ExportSection:
     def _wire(self) -> None:
         key = self.dash.key
         cluster_view = [self.dup_summary, self.cluster_gallery, self.cluster_no, self.clusters]
-        self.find.click(self.on_find, [key, self.hamming, self.cosine], cluster_view)
+        self.find.click(self.on_find, [key, self.hamming, self.cosine], cluster_view, **HIDDEN_API)
         for slider in (self.hamming, self.cosine):
-            slider.release(self.on_find, [key, self.hamming, self.cosine], cluster_view)
+            slider.release(self.on_find, [key, self.hamming, self.cosine], cluster_view, **HIDDEN_API)
         self.prev_cluster.click(self.on_cluster, [key, self.clusters, self.cluster_no, gr.State(-1)],
-                                [self.cluster_gallery, self.cluster_no])
+                                [self.cluster_gallery, self.cluster_no], **HIDDEN_API)
         self.next_cluster.click(self.on_cluster, [key, self.clusters, self.cluster_no, gr.State(1)],
-                                [self.cluster_gallery, self.cluster_no])
+                                [self.cluster_gallery, self.cluster_no], **HIDDEN_API)
         self.cluster_no.submit(self.on_cluster, [key, self.clusters, self.cluster_no, gr.State(0)],
-                               [self.cluster_gallery, self.cluster_no])
+                               [self.cluster_gallery, self.cluster_no], **HIDDEN_API)
         tab = self.dash.tab
-        self.keep_best.click(self.on_keep_best, [key, tab, self.clusters], [self.dup_summary])
-        self.undo_keep.click(self.on_undo_keep, [key, tab], [self.dup_summary])
+        self.keep_best.click(self.on_keep_best, [key, tab, self.clusters], [self.dup_summary], **HIDDEN_API)
+        self.undo_keep.click(self.on_undo_keep, [key, tab], [self.dup_summary], **HIDDEN_API)
 
         sel_inputs = [key, self.strategy, self.k, self.min_ensemble, self.bands, self.diversity,
                       self.min_identity, self.hamming, self.cosine]
-        self.preview_sel.click(self.on_preview, sel_inputs, [self.sel_summary, self.sel_gallery, self.sel_ids])
+        self.preview_sel.click(self.on_preview, sel_inputs, [self.sel_summary, self.sel_gallery, self.sel_ids],
+                               **HIDDEN_API)
         self.propose_sel.click(self.on_propose, [tab, *sel_inputs],
-                               [self.sel_summary, self.sel_gallery, self.sel_ids, self.last_proposal])
-        self.undo_sel.click(self.on_undo_proposal, [key, self.last_proposal], [self.sel_summary, self.last_proposal])
+                               [self.sel_summary, self.sel_gallery, self.sel_ids, self.last_proposal], **HIDDEN_API)
+        self.undo_sel.click(self.on_undo_proposal, [key, self.last_proposal], [self.sel_summary, self.last_proposal],
+                            **HIDDEN_API)
 
         exp_inputs = [key, self.source, self.sel_ids, self.layout, self.trigger, self.class_token, self.repeats,
                       self.template, self.caption_ext, self.resize, self.crop, self.convert]
-        self.run_export.click(self.on_export, exp_inputs, [self.export_report, self.download])
+        self.run_export.click(self.on_export, exp_inputs, [self.export_report, self.download], **HIDDEN_API)
 
     # -- near-duplicates -------------------------------------------------------------------------------
-    def on_find(self, key: str, hamming: float, cosine: float) -> tuple:
-        ds = self._dataset(key)
+    def on_find(self, request: gr.Request, key: str, hamming: float, cosine: float) -> tuple:
+        ds = self._dataset(key, request)
         index = self._index(ds)
         con = ds.con.cursor()
         try:
@@ -190,9 +188,9 @@ class ExportSection:
                    f"{index.hashed:,} images, CLIP embeddings for {index.embedded:,}</div>")
         return summary, self._cluster_items(ds, found, 1), 1, found
 
-    def on_cluster(self, key: str, found: list[Cluster], number: float, step: int) -> tuple:
+    def on_cluster(self, request: gr.Request, key: str, found: list[Cluster], number: float, step: int) -> tuple:
         n = 1 if not found else min(max(1, int(number or 1) + step), len(found))
-        return self._cluster_items(self._dataset(key), found, n), n
+        return self._cluster_items(self._dataset(key, request), found, n), n
 
     def _cluster_items(self, ds: OpenDataset, found: list[Cluster], n: int) -> list[tuple[str, str]]:
         if not found:
@@ -202,10 +200,10 @@ class ExportSection:
         return [(str(thumbs[m.image_id]), ("★ best · " if k == 0 else "") + f"{_fmt(m.ensemble)} · {m.path}")
                 for k, m in enumerate(cluster.members)]
 
-    def on_keep_best(self, key: str, tab: str, found: list[Cluster]) -> str:
+    def on_keep_best(self, request: gr.Request, key: str, tab: str, found: list[Cluster]) -> str:
         if not found:
             raise gr.Error("Find near-duplicates first.")
-        con = self._dataset(key).con.cursor()
+        con = self._dataset(key, request).con.cursor()
         try:
             report = keep_best_of_each_cluster(con, found, session=f"dedupe:keep-best:{tab}")
         finally:
@@ -214,8 +212,8 @@ class ExportSection:
                 f"{report.clusters:,} clusters: rejected {len(report.rejected):,} near-duplicates; "
                 f"{report.left_alone:,} images you had decided on were left as they were.</div>")
 
-    def on_undo_keep(self, key: str, tab: str) -> str:
-        con = self._dataset(key).con.cursor()
+    def on_undo_keep(self, request: gr.Request, key: str, tab: str) -> str:
+        con = self._dataset(key, request).con.cursor()
         try:
             restored = undo(con, session=f"dedupe:keep-best:{tab}")
         finally:
@@ -224,9 +222,8 @@ class ExportSection:
                 f"{len(restored):,} images back to their earlier decision.</div>")
 
     # -- selection -------------------------------------------------------------------------------------
-    def _select(self, key: str, strategy: str, k: float | None, min_ensemble: float | None, bands: float,
+    def _select(self, ds: OpenDataset, strategy: str, k: float | None, min_ensemble: float | None, bands: float,
                 diversity: float, min_identity: float | None, hamming: float, cosine: float):
-        ds = self._dataset(key)
         index = self._index(ds) if strategy == "diverse" else None
         con = ds.con.cursor()
         try:
@@ -239,27 +236,29 @@ class ExportSection:
         finally:
             con.close()
 
-    def on_preview(self, key: str, *args: Any) -> tuple:
-        result = self._select(key, *args)
-        return self._selection_view(key, result.summary, result.image_ids, result.reasons)
+    def on_preview(self, request: gr.Request, key: str, *args: Any) -> tuple:
+        ds = self._dataset(key, request)
+        result = self._select(ds, *args)
+        return self._selection_view(ds, result.summary, result.image_ids, result.reasons)
 
-    def on_propose(self, tab: str, key: str, *args: Any) -> tuple:
-        result = self._select(key, *args)
+    def on_propose(self, request: gr.Request, tab: str, key: str, *args: Any) -> tuple:
+        ds = self._dataset(key, request)
+        result = self._select(ds, *args)
         session = f"selection:{result.strategy}:{tab}"
-        con = self._dataset(key).con.cursor()
+        con = ds.con.cursor()
         try:
             report = propose(con, result, session=session)
         finally:
             con.close()
         note = (f"{result.summary}. Proposed {len(report.accepted):,} as accepted, withdrew "
                 f"{len(report.retracted):,} earlier proposals, left {report.left_alone:,} of your decisions alone.")
-        return (*self._selection_view(key, note, result.image_ids, result.reasons), (session, len(report.actions)))
+        return (*self._selection_view(ds, note, result.image_ids, result.reasons), (session, len(report.actions)))
 
-    def on_undo_proposal(self, key: str, last: tuple[str, int] | None) -> tuple:
+    def on_undo_proposal(self, request: gr.Request, key: str, last: tuple[str, int] | None) -> tuple:
         if not last:
             raise gr.Error("This tab has no proposal to undo.")
         session, actions = last
-        con = self._dataset(key).con.cursor()
+        con = self._dataset(key, request).con.cursor()
         try:
             restored = {i for _ in range(actions) for i in undo(con, session=session)}
         finally:
@@ -267,8 +266,7 @@ class ExportSection:
         return (f"<div class='cur-sel-summary' data-restored='{len(restored)}'>Undid the last proposal: "
                 f"{len(restored):,} images back to their earlier decision.</div>", None)
 
-    def _selection_view(self, key: str, note: str, ids: list[int], reasons: dict[int, str]) -> tuple:
-        ds = self._dataset(key)
+    def _selection_view(self, ds: OpenDataset, note: str, ids: list[int], reasons: dict[int, str]) -> tuple:
         shown = ids[:PREVIEW_LIMIT]
         thumbs = self._thumbnails(ds, shown)
         items = [(str(thumbs[i]), reasons.get(i, "")) for i in shown]
@@ -276,16 +274,17 @@ class ExportSection:
         return (f"<div class='cur-sel-summary' data-count='{len(ids)}'>{escape(note)}{more}</div>", items, ids)
 
     # -- export ----------------------------------------------------------------------------------------
-    def on_export(self, key: str, source: str, sel_ids: list[int], layout: str, trigger: str, class_token: str,
-                  repeats: float, template: str, caption_ext: str, resize: float, crop: str, convert: str) -> tuple:
-        ds = self._dataset(key)
+    def on_export(self, request: gr.Request, key: str, source: str, sel_ids: list[int], layout: str, trigger: str,
+                  class_token: str, repeats: float, template: str, caption_ext: str, resize: float, crop: str,
+                  convert: str) -> tuple:
+        ds = self._dataset(key, request)
         if source == "selection" and not sel_ids:
             raise gr.Error("Preview a selection first, or export the accepted images.")
         options = ExportOptions(layout=layout, trigger=trigger or "", class_token=class_token or "",
                                 repeats=int(repeats or 1), caption_template=template or "",
                                 caption_extension=caption_ext or ".txt", resize=int(resize) if resize else None,
                                 crop=crop, convert=convert, relative_paths=True)
-        folder = exports_dir(ds)
+        folder = ds.exports
         con = ds.con.cursor()
         try:
             report = export(con, folder / "lora", options, sel_ids if source == "selection" else None, root=ds.root)

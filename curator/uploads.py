@@ -1,11 +1,12 @@
 """Turning an uploaded zip into a dataset folder, safely (the Spaces way of opening a dataset).
 
-Only image files are extracted, into `<data dir>/uploads/<name>-<hash of the zip>/`, so uploading the
-same zip again reopens the same dataset (and its decisions). Entries are never trusted: absolute
-paths, `..`, drive letters, symlinks and encrypted entries are skipped; the number of images, each
-file's size, the total size and each entry's compression ratio (the mark of a zip bomb) are limited
-from the headers before anything is written, and again while bytes are copied. Extraction goes to a
-temporary folder renamed into place at the end, so a failed upload leaves nothing half-made.
+Only image files are extracted, into `<uploads folder>/<name>-<hash of the zip>/` (the user's own, see
+curator.access), so uploading the same zip again reopens the same dataset (and its decisions). Entries
+are never trusted: absolute paths, `..`, drive letters, symlinks and encrypted entries are skipped;
+the number of images, each file's size, the total size and each entry's compression ratio (the mark
+of a zip bomb) are limited from the headers before anything is written, and again while bytes are
+copied. Extraction goes to a temporary folder renamed into place at the end, so a failed upload
+leaves nothing half-made.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from curator.paths import data_dir
+from curator.access import uploads_dir
 from curator.scan import is_image_name
 
 _COMPLETE = ".curator-upload-complete"
@@ -46,16 +47,12 @@ class UploadError(ValueError):
     """The upload cannot become a dataset; the message says why."""
 
 
-def uploads_dir() -> Path:
-    return data_dir() / "uploads"
-
-
 def extract_zip(zip_path: Path | str, name: str | None = None, dest_parent: Path | None = None,
                 limits: Limits = Limits()) -> Extracted:
     """Extract the images of `zip_path` (named `name`, e.g. the uploaded file's name) into a folder
-    of their own under `dest_parent` (default: the uploads folder) and return it."""
+    of their own under `dest_parent` (default: the uploads folder of an app without login)."""
     zip_path = Path(zip_path)
-    dest_parent = Path(dest_parent) if dest_parent is not None else uploads_dir()
+    dest_parent = Path(dest_parent) if dest_parent is not None else uploads_dir(None)
     digest = _sha256(zip_path)
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(name or zip_path.name).stem).strip("-.")[:40] or "upload"
     dest = dest_parent / f"{slug}-{digest[:12]}"
