@@ -6,7 +6,11 @@ leaves the old schema intact.
 """
 from __future__ import annotations
 
+import errno
+import json
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Iterator
 
 import duckdb
 
@@ -103,18 +107,54 @@ def schema_version(con: duckdb.DuckDBPyConnection) -> int:
 
 def migrate(con: duckdb.DuckDBPyConnection, from_version: int) -> None:
     for number, script in enumerate(MIGRATIONS[from_version:], start=from_version + 1):
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(con):
             con.execute(script)
             con.execute(
                 "INSERT INTO meta VALUES ('schema_version', ?) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 [str(number)],
             )
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
+
+
+@contextmanager
+def transaction(cur: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """BEGIN on `cur`, COMMIT when the block ends, ROLLBACK if it raises; the block's own error is
+    the one raised. A COMMIT that fails (a full disk refusing the write-ahead log) has already ended
+    the transaction, and a ROLLBACK then would only hide that error behind "no transaction is active"."""
+    cur.execute("BEGIN TRANSACTION")
+    try:
+        yield cur
+        cur.execute("COMMIT")
+    except BaseException:
+        try:
+            cur.execute("ROLLBACK")
+        except duckdb.Error:
+            pass  # nothing left to roll back; the error being raised says what went wrong
+        raise
+
+
+def disk_full(error: BaseException) -> bool:
+    """Whether `error` (an OSError, or DuckDB's wording of one) means the disk or quota is full."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(error)
+    return "No space left on device" in text or "Disk quota exceeded" in text
+
+
+def get_setting(con: duckdb.DuckDBPyConnection, key: str) -> Any:
+    """A setting stored with the dataset (JSON), or None."""
+    value = fetch_value(con.cursor(), "SELECT value FROM settings WHERE key = ?", [key])
+    return None if value is None else json.loads(value)
+
+
+def set_setting(con: duckdb.DuckDBPyConnection, key: str, value: Any) -> None:
+    """Store a setting with the dataset; None removes it."""
+    cur = con.cursor()
+    if value is None:
+        cur.execute("DELETE FROM settings WHERE key = ?", [key])
+    else:
+        cur.execute("INSERT INTO settings VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    [key, json.dumps(value)])
 
 
 def get_meta(con: duckdb.DuckDBPyConnection, key: str) -> str | None:

@@ -11,9 +11,21 @@ from typing import Iterable
 import duckdb
 import pandas as pd
 
-from storage.db import fetch_value
+from storage.db import disk_full, fetch_value, transaction
 
 DECISIONS = ("accepted", "rejected", "undecided")
+
+
+class NotSaved(RuntimeError):
+    """The database refused the write (e.g. a full disk): nothing of this action was recorded, and
+    every earlier decision is still there."""
+
+
+def _not_saved(what: str, error: Exception) -> str:
+    if disk_full(error):
+        return (f"Could not save {what}: the disk is full. Nothing was recorded and earlier decisions are kept; "
+                "free some space and try again.")
+    return f"Could not save {what} ({type(error).__name__}: {error}). Nothing was recorded; earlier decisions are kept."
 
 
 def decide(con: duckdb.DuckDBPyConnection, image_ids: Iterable[int], decision: str,
@@ -25,20 +37,17 @@ def decide(con: duckdb.DuckDBPyConnection, image_ids: Iterable[int], decision: s
     if not ids:
         return None
     cur = con.cursor()
-    cur.execute("BEGIN TRANSACTION")
     try:
-        action = fetch_value(cur, "SELECT nextval('action_ids')")
-        rows = pd.DataFrame({"image_id": ids})
-        cur.register("decide_rows", rows)
-        cur.execute(
-            "INSERT INTO decisions (action, image_id, decision, session, note) "
-            "SELECT ?, image_id, ?, ?, ? FROM decide_rows",
-            [action, decision, session, note],
-        )
-        cur.execute("COMMIT")
-    except Exception:
-        cur.execute("ROLLBACK")
-        raise
+        with transaction(cur):
+            action = fetch_value(cur, "SELECT nextval('action_ids')")
+            cur.register("decide_rows", pd.DataFrame({"image_id": ids}))
+            cur.execute(
+                "INSERT INTO decisions (action, image_id, decision, session, note) "
+                "SELECT ?, image_id, ?, ?, ? FROM decide_rows",
+                [action, decision, session, note],
+            )
+    except duckdb.Error as e:
+        raise NotSaved(_not_saved("the decision", e)) from e
     finally:
         cur.close()
     return action
@@ -47,41 +56,38 @@ def decide(con: duckdb.DuckDBPyConnection, image_ids: Iterable[int], decision: s
 def undo(con: duckdb.DuckDBPyConnection, session: str | None = None) -> list[int]:
     """Revert the newest action not yet undone (of `session`, if given); returns the image ids touched."""
     cur = con.cursor()
-    cur.execute("BEGIN TRANSACTION")
     try:
-        target = fetch_value(
-            cur,
-            """
-            SELECT max(d.action) FROM decisions d
-            WHERE d.undoes IS NULL
-              AND d.action NOT IN (SELECT undoes FROM decisions WHERE undoes IS NOT NULL)
-              AND (? IS NULL OR d.session = ?)
-            """,
-            [session, session],
-        )
-        if target is None:
-            cur.execute("ROLLBACK")
-            return []
-        restored = cur.execute(
-            """
-            SELECT t.image_id,
-                   coalesce((SELECT arg_max(p.decision, p.id) FROM decisions p
-                             WHERE p.image_id = t.image_id AND p.id < t.id), 'undecided') AS decision
-            FROM decisions t WHERE t.action = ?
-            """,
-            [target],
-        ).df()
-        action = fetch_value(cur, "SELECT nextval('action_ids')")
-        cur.register("undo_rows", restored)
-        cur.execute(
-            "INSERT INTO decisions (action, image_id, decision, session, undoes, note) "
-            "SELECT ?, image_id, decision, ?, ?, 'undo' FROM undo_rows",
-            [action, session, target],
-        )
-        cur.execute("COMMIT")
-    except Exception:
-        cur.execute("ROLLBACK")
-        raise
+        with transaction(cur):
+            target = fetch_value(
+                cur,
+                """
+                SELECT max(d.action) FROM decisions d
+                WHERE d.undoes IS NULL
+                  AND d.action NOT IN (SELECT undoes FROM decisions WHERE undoes IS NOT NULL)
+                  AND (? IS NULL OR d.session = ?)
+                """,
+                [session, session],
+            )
+            if target is None:
+                return []
+            restored = cur.execute(
+                """
+                SELECT t.image_id,
+                       coalesce((SELECT arg_max(p.decision, p.id) FROM decisions p
+                                 WHERE p.image_id = t.image_id AND p.id < t.id), 'undecided') AS decision
+                FROM decisions t WHERE t.action = ?
+                """,
+                [target],
+            ).df()
+            action = fetch_value(cur, "SELECT nextval('action_ids')")
+            cur.register("undo_rows", restored)
+            cur.execute(
+                "INSERT INTO decisions (action, image_id, decision, session, undoes, note) "
+                "SELECT ?, image_id, decision, ?, ?, 'undo' FROM undo_rows",
+                [action, session, target],
+            )
+    except duckdb.Error as e:
+        raise NotSaved(_not_saved("the undo", e)) from e
     finally:
         cur.close()
     return [int(i) for i in restored["image_id"]]

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 import duckdb
 import pandas as pd
 
-from storage.db import fetch_value
+from storage.db import fetch_value, transaction
 
 
 @dataclass(frozen=True)
@@ -44,38 +44,34 @@ def sync_scan(con: duckdb.DuckDBPyConnection, scanned: pd.DataFrame) -> SyncSumm
     """
     cur = con.cursor()
     cur.register("scan_rows", scanned[["path", "bytes", "mtime", "error"]])
-    cur.execute("BEGIN TRANSACTION")
     try:
-        new = fetch_value(
-            cur, "SELECT count(*) FROM scan_rows s WHERE NOT EXISTS (SELECT 1 FROM images i WHERE i.path = s.path)")
-        changed = fetch_value(
-            cur,
-            f"SELECT count(*) FROM scan_rows s JOIN images i ON i.path = s.path WHERE {_CHANGED.format(i='i')}",
-        )
-        cur.execute(
-            f"""
-            UPDATE images SET bytes = s.bytes, mtime = s.mtime,
-                status = CASE WHEN s.error IS NOT NULL THEN 'error' ELSE 'pending' END, error = s.error
-            FROM scan_rows s
-            WHERE images.path = s.path AND ({_CHANGED.format(i='images')})
-            """
-        )
-        cur.execute(
-            """
-            INSERT INTO images (path, bytes, mtime, status, error)
-            SELECT s.path, s.bytes, s.mtime, CASE WHEN s.error IS NOT NULL THEN 'error' ELSE 'pending' END, s.error
-            FROM scan_rows s WHERE NOT EXISTS (SELECT 1 FROM images i WHERE i.path = s.path)
-            """
-        )
-        cur.execute(
-            "UPDATE images SET present = (path IN (SELECT path FROM scan_rows)) "
-            "WHERE present <> (path IN (SELECT path FROM scan_rows))"
-        )
-        missing = fetch_value(cur, "SELECT count(*) FROM images WHERE NOT present")
-        cur.execute("COMMIT")
-    except Exception:
-        cur.execute("ROLLBACK")
-        raise
+        with transaction(cur):
+            new = fetch_value(
+                cur, "SELECT count(*) FROM scan_rows s WHERE NOT EXISTS (SELECT 1 FROM images i WHERE i.path = s.path)")
+            changed = fetch_value(
+                cur,
+                f"SELECT count(*) FROM scan_rows s JOIN images i ON i.path = s.path WHERE {_CHANGED.format(i='i')}",
+            )
+            cur.execute(
+                f"""
+                UPDATE images SET bytes = s.bytes, mtime = s.mtime,
+                    status = CASE WHEN s.error IS NOT NULL THEN 'error' ELSE 'pending' END, error = s.error
+                FROM scan_rows s
+                WHERE images.path = s.path AND ({_CHANGED.format(i='images')})
+                """
+            )
+            cur.execute(
+                """
+                INSERT INTO images (path, bytes, mtime, status, error)
+                SELECT s.path, s.bytes, s.mtime, CASE WHEN s.error IS NOT NULL THEN 'error' ELSE 'pending' END, s.error
+                FROM scan_rows s WHERE NOT EXISTS (SELECT 1 FROM images i WHERE i.path = s.path)
+                """
+            )
+            cur.execute(
+                "UPDATE images SET present = (path IN (SELECT path FROM scan_rows)) "
+                "WHERE present <> (path IN (SELECT path FROM scan_rows))"
+            )
+            missing = fetch_value(cur, "SELECT count(*) FROM images WHERE NOT present")
     finally:
         cur.close()
     return SyncSummary(total=len(scanned), new=int(new), changed=int(changed), missing=int(missing))

@@ -15,7 +15,7 @@ from typing import Mapping
 import duckdb
 import pandas as pd
 
-from storage.db import fetch_one, fetch_value, quote_ident
+from storage.db import fetch_one, fetch_value, quote_ident, transaction
 from storage.scores import MetricInfo, metric_catalogue
 
 VIEW = "image_scores"
@@ -214,24 +214,20 @@ def refresh_normalised(con: duckdb.DuckDBPyConnection) -> CacheState:
     cache_state(con)  # attaches the cache database
     started = time.time()
     cur = con.cursor()
-    cur.execute("BEGIN TRANSACTION")
     try:
-        version = _version(cur)  # on this cursor: the same snapshot as the build below
-        metrics = metric_catalogue(con)
-        cur.execute(f"CREATE OR REPLACE TABLE {NORMALISED} AS SELECT *{_vector_columns(metrics)} "
-                    f"FROM ({normalised_sql(metrics)})")
-        found = fetch_one(cur, f"SELECT count(*){''.join(f', count({quote_ident(m.name)})' for m in metrics)} "
-                               f"FROM {NORMALISED}")
-        counts = {m.name: int(n) for m, n in zip(metrics, found[1:])}
-        state = CacheState(version, time.time(), time.time() - started, tuple(metrics), counts)
-        cur.execute(f"DELETE FROM {CACHE_DB}.state")
-        cur.execute(f"INSERT INTO {CACHE_DB}.state VALUES (?, ?, ?, ?, ?)",
-                    [state.version, state.built_at, state.seconds, json.dumps([asdict(m) for m in metrics]),
-                     json.dumps(counts)])
-        cur.execute("COMMIT")
-    except Exception:
-        cur.execute("ROLLBACK")
-        raise
+        with transaction(cur):
+            version = _version(cur)  # on this cursor: the same snapshot as the build below
+            metrics = metric_catalogue(con)
+            cur.execute(f"CREATE OR REPLACE TABLE {NORMALISED} AS SELECT *{_vector_columns(metrics)} "
+                        f"FROM ({normalised_sql(metrics)})")
+            found = fetch_one(cur, f"SELECT count(*){''.join(f', count({quote_ident(m.name)})' for m in metrics)} "
+                                   f"FROM {NORMALISED}")
+            counts = {m.name: int(n) for m, n in zip(metrics, found[1:])}
+            state = CacheState(version, time.time(), time.time() - started, tuple(metrics), counts)
+            cur.execute(f"DELETE FROM {CACHE_DB}.state")
+            cur.execute(f"INSERT INTO {CACHE_DB}.state VALUES (?, ?, ?, ?, ?)",
+                        [state.version, state.built_at, state.seconds, json.dumps([asdict(m) for m in metrics]),
+                         json.dumps(counts)])
     finally:
         cur.close()
     return state

@@ -13,7 +13,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from storage.db import quote_ident
+from storage.db import quote_ident, transaction
 
 
 @dataclass(frozen=True)
@@ -82,33 +82,29 @@ def write_results(con: duckdb.DuckDBPyConnection, results: list[ImageResult],
     if not results:
         return
     cur = con.cursor()
-    cur.execute("BEGIN TRANSACTION")
     try:
-        images = pd.DataFrame([{
-            "image_id": r.image_id, "sha256": r.sha256, "status": r.status, "error": r.error,
-            "width": r.width, "height": r.height, "format": r.format,
-        } for r in results]).astype({"width": "Int64", "height": "Int64"})
-        cur.register("result_images", images)
-        cur.execute(
-            "UPDATE images SET sha256 = r.sha256, status = r.status, error = r.error, "
-            "width = coalesce(r.width, images.width), height = coalesce(r.height, images.height), "
-            "format = coalesce(r.format, images.format) FROM result_images r WHERE images.id = r.image_id"
-        )
-        for scorer, names in metric_names.items():
-            _write_scorer(cur, scorer, versions[scorer], names, [r for r in results if scorer in r.scores
-                                                                 or scorer in r.scorer_errors])
-        vectors = [(r.image_id, model, np.asarray(v, np.float32).ravel().tolist())
-                   for r in results for model, v in r.embeddings.items()]
-        if vectors:
-            cur.register("result_vectors", pd.DataFrame(vectors, columns=["image_id", "model", "vector"]))
+        with transaction(cur):
+            images = pd.DataFrame([{
+                "image_id": r.image_id, "sha256": r.sha256, "status": r.status, "error": r.error,
+                "width": r.width, "height": r.height, "format": r.format,
+            } for r in results]).astype({"width": "Int64", "height": "Int64"})
+            cur.register("result_images", images)
             cur.execute(
-                "INSERT INTO embeddings SELECT image_id, model, vector::FLOAT[] FROM result_vectors "
-                "ON CONFLICT (image_id, model) DO UPDATE SET vector = excluded.vector"
+                "UPDATE images SET sha256 = r.sha256, status = r.status, error = r.error, "
+                "width = coalesce(r.width, images.width), height = coalesce(r.height, images.height), "
+                "format = coalesce(r.format, images.format) FROM result_images r WHERE images.id = r.image_id"
             )
-        cur.execute("COMMIT")
-    except Exception:
-        cur.execute("ROLLBACK")
-        raise
+            for scorer, names in metric_names.items():
+                _write_scorer(cur, scorer, versions[scorer], names, [r for r in results if scorer in r.scores
+                                                                     or scorer in r.scorer_errors])
+            vectors = [(r.image_id, model, np.asarray(v, np.float32).ravel().tolist())
+                       for r in results for model, v in r.embeddings.items()]
+            if vectors:
+                cur.register("result_vectors", pd.DataFrame(vectors, columns=["image_id", "model", "vector"]))
+                cur.execute(
+                    "INSERT INTO embeddings SELECT image_id, model, vector::FLOAT[] FROM result_vectors "
+                    "ON CONFLICT (image_id, model) DO UPDATE SET vector = excluded.vector"
+                )
     finally:
         cur.close()
 
