@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scorers", type=lambda t: [s.strip() for s in t.split(",") if s.strip()],
                    help="comma-separated scorer names (default: every registered scorer)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    p.add_argument("--reference", type=Path, metavar="DIR",
+                   help="folder of reference photos of the character, for the identity score (kept with the dataset)")
     p.add_argument("--auth", metavar="USER:PASS[,USER:PASS]",
                    help="require a login (default: $CURATOR_AUTH; none when unset); each user sees only their own "
                         "uploads and the dataset the app was started on")
@@ -64,7 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     from curator.ui import build_app, launch_kwargs
 
     workspace = Workspace(ScoringOptions(scorers=args.scorers, device=args.device))
-    initial = workspace.open(folder, db=args.db, public=True)   # the operator's choice: every user sees it
+    try:   # the operator's choice: every user sees it
+        initial = workspace.open(folder, db=args.db, public=True, reference=args.reference)
+    except ValueError as e:   # a --reference folder that is missing or has no images
+        workspace.close()
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     app = build_app(workspace, initial)
     app.queue(default_concurrency_limit=4)
     try:

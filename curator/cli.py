@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 from curator import __version__, cli_export
-from curator.job import Progress, ScoringJob, create_scorers
+from curator.job import Progress, ScoringJob, ScoringStopped, create_scorers
 from curator.paths import default_db
 from curator.scan import ScanError
 from scorers.base import UnknownScorer, known_options, registered
@@ -234,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
-    except (CliError, UnknownScorer, ScanError, DatabaseError, *cli_export.ERRORS) as e:
+    except (CliError, UnknownScorer, ScanError, ScoringStopped, DatabaseError, *cli_export.ERRORS) as e:
         print(f"curator: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -20,9 +20,10 @@ import pandas as pd
 
 import scorers as scorer_registry
 from curator.decode import DecodeError, decode, read_file
-from curator.scan import scan
+from curator.scan import folder_missing, scan
 from scorers.base import DecodedImage, Scorer, WeightsUnavailable
 from storage import db as storage_db
+from storage.db import disk_full
 from storage.images import WorkItem, sync_scan, work_list
 from storage.ranking import refresh_view
 from storage.scores import ImageResult, MetricInfo, sync_metrics, write_results
@@ -63,6 +64,22 @@ class Progress:
         return self.state in ("loading", "scanning", "scoring")
 
 
+class ScoringStopped(RuntimeError):
+    """Something outside Curator stopped the run (the dataset folder went away, the disk filled up);
+    the message says what, and what to do. Every batch committed before it is kept."""
+
+
+def stop_reason(root: Path, error: BaseException | None = None) -> str | None:
+    """A reason a person can act on, when the dataset folder is gone or `error` means a full disk."""
+    gone = folder_missing(root)
+    if gone:
+        return f"{gone}: scoring stopped. Scores and decisions so far are kept; resume scoring once it is back."
+    if error is not None and disk_full(error):
+        return ("disk full: the database could not be written, scoring stopped. Everything saved before is "
+                "kept; free some space, then resume scoring.")
+    return None
+
+
 def create_scorers(names: Sequence[str] | None, device: str = "auto", cache_dir: Path | None = None,
                    options: Mapping[str, Any] | None = None) -> list[Scorer]:
     """Instances of the named scorers (all registered ones if None); unknown names raise UnknownScorer."""
@@ -97,6 +114,7 @@ class _Prepared:
     result: ImageResult
     needed: list[Scorer]
     image: DecodedImage | None = None
+    vanished: bool = False      # the file was gone when read: not broken, just no longer there
 
 
 class ScoringJob:
@@ -146,10 +164,24 @@ class ScoringJob:
         try:
             self.run(on_progress)
         except Exception as e:  # the thread must report, not die silently
-            self._update(on_progress, state="failed", message=f"{type(e).__name__}: {e}", finished=time.time())
+            message = str(e) if isinstance(e, ScoringStopped) else f"{type(e).__name__}: {e}"
+            self._update(on_progress, state="failed", message=message, finished=time.time())
 
     # -- the run -------------------------------------------------------------------------------
     def run(self, on_progress: Callable[[Progress], None] | None = None) -> Progress:
+        """Score everything not scored yet. Raises ScoringStopped when the folder goes away or the
+        disk fills up, other errors as they are."""
+        try:
+            return self._run(on_progress)
+        except ScoringStopped:
+            raise
+        except Exception as e:
+            reason = stop_reason(self.root, e)
+            if reason is None:
+                raise
+            raise ScoringStopped(reason) from e
+
+    def _run(self, on_progress: Callable[[Progress], None] | None) -> Progress:
         self._update(on_progress, state="loading", started=time.time(), message="loading scorers")
         active = self._load_scorers(on_progress)
         versions = {s.name: s.run_version() for s in active}
@@ -204,26 +236,32 @@ class ScoringJob:
 
             for _ in range(2):  # decode up to two batches ahead of scoring
                 submit_next()
-            while queue and not self._cancel.is_set():
-                futures = queue.popleft()
-                submit_next()
-                prepared = [f.result() for f in futures]
-                self._score_batch(prepared)
-                results = [p.result for p in prepared]
-                write_results(self.con, results, versions, metric_names)
-                p = self.progress
-                self._update(on_progress, done=p.done + len(results),
-                             errors=p.errors + sum(r.status == "error" for r in results))
-            for futures in queue:
-                for f in futures:
-                    f.cancel()
+            try:
+                while queue and not self._cancel.is_set():
+                    futures = queue.popleft()
+                    submit_next()
+                    prepared = [f.result() for f in futures]
+                    if any(p.vanished for p in prepared) and (reason := stop_reason(self.root)):
+                        raise ScoringStopped(reason)   # before anything of this batch is written
+                    prepared = [p for p in prepared if not p.vanished]   # the next scan drops them
+                    self._score_batch(prepared)
+                    results = [p.result for p in prepared]
+                    write_results(self.con, results, versions, metric_names)
+                    p = self.progress
+                    self._update(on_progress, done=p.done + len(futures),
+                                 errors=p.errors + sum(r.status == "error" for r in results))
+            finally:
+                for futures in queue:
+                    for f in futures:
+                        f.cancel()
 
     def _prepare(self, item: WorkItem, active: list[Scorer], versions: dict[str, str]) -> _Prepared:
         """Read, hash and (only if some scorer needs it) decode one image. Runs in the pool."""
         try:
             read = read_file(self.root / item.path)
         except DecodeError as e:
-            return _Prepared(item, ImageResult(item.image_id, item.sha256, "error", str(e)), [])
+            vanished = isinstance(e.__cause__, FileNotFoundError)
+            return _Prepared(item, ImageResult(item.image_id, item.sha256, "error", str(e)), [], vanished=vanished)
         needed = [s for s in active if item.runs.get(s.name) != (versions[s.name], read.sha256)]
         result = ImageResult(item.image_id, read.sha256, "ok")
         if not needed and item.status == "ok":

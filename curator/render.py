@@ -39,10 +39,12 @@ def duration(seconds: float | None) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
-def progress_html(p: Progress | None) -> str:
-    """The scoring bar: images done / total, rate, ETA, errors, and scorers that could not run."""
+def progress_html(p: Progress | None, problem: str | None = None) -> str:
+    """The scoring bar: images done / total, rate, ETA, errors, scorers that could not run, and a
+    `problem` with the dataset that stops it (its folder gone, a full disk)."""
+    warning = f"<div class='cur-err cur-problem'>⚠ {escape(problem)}</div>" if problem else ""
     if p is None:
-        return "<div class='cur-progress idle'>Not scoring</div>"
+        return f"<div class='cur-progress idle'>Not scoring{warning}</div>"
     pct = 100.0 if p.state == "done" else 100.0 * p.fraction if p.total else 0.0
     label = {"loading": "Loading scorers…", "scanning": "Scanning the folder…", "idle": "Waiting…"}.get(p.state)
     if label is None:
@@ -56,13 +58,15 @@ def progress_html(p: Progress | None) -> str:
         parts.append(f"<span class='{'cur-err' if p.errors else ''}'>{p.errors:,} errors</span>")
         label = " · ".join(parts)
     if p.state == "failed":
-        label += f" — {escape(p.message)}"
-    notes = "".join(f"<li><b>{escape(name)}</b>: {escape(reason)}</li>" for name, reason in p.unavailable.items())
-    unavailable = (f"<details class='cur-unavailable'><summary>{len(p.unavailable)} scorer(s) unavailable"
-                   f"</summary><ul>{notes}</ul></details>") if notes else ""
+        label += f" — <span class='cur-err cur-message'>{escape(p.message)}</span>"
+    # Shown in full, not folded away: a scorer that did not run changes what the ranking means.
+    notes = "".join(f"<li data-scorer='{escape(name)}'>⚠ <b>{escape(name)}</b>: unavailable: {escape(reason)}</li>"
+                    for name, reason in p.unavailable.items())
+    unavailable = f"<ul class='cur-unavailable'>{notes}</ul>" if notes else ""
     return (f"<div class='cur-progress {escape(p.state)}' data-state='{escape(p.state)}' data-done='{p.done}' "
-            f"data-total='{p.total}'><div class='cur-bar'><div style='width:{pct:.1f}%'></div></div>"
-            f"<div class='cur-progress-text'>{label}</div>{unavailable}</div>")
+            f"data-total='{p.total}' data-unchanged='{p.unchanged}'>"
+            f"<div class='cur-bar'><div style='width:{pct:.1f}%'></div></div>"
+            f"<div class='cur-progress-text'>{label}</div>{warning}{unavailable}</div>")
 
 
 def counts_html(counts: Mapping[str, int]) -> str:
@@ -217,7 +221,8 @@ CSS = """
 .cur-progress.done .cur-bar > div { background: #2e9d57; }
 .cur-progress.failed .cur-bar > div { background: #c0392b; }
 .cur-err { color: #c0392b; }
-.cur-unavailable { font-size: 0.85em; opacity: 0.8; }
+.cur-unavailable { font-size: 0.85em; margin: 2px 0 0; padding-left: 0; list-style: none; color: #9a6700; }
+.cur-unavailable li { overflow-wrap: anywhere; }
 .cur-counts { display: flex; gap: 10px; flex-wrap: wrap; font-size: 0.95em; }
 .cur-counts span { padding: 3px 10px; border-radius: 12px; font-weight: 600; }
 .cur-counts .acc { background: #d9f2e1; color: #1d6b3a; }

@@ -27,6 +27,20 @@ class ScanError(RuntimeError):
     """The root itself cannot be scanned."""
 
 
+def folder_missing(root: Path | str) -> str | None:
+    """Why `root` can no longer be read as a dataset, or None if it can: deleted or moved away, or
+    an unmounted drive or share (which leaves an empty mount point behind)."""
+    try:
+        with os.scandir(root) as entries:
+            if next(entries, None) is not None:
+                return None
+        return f"dataset folder {root} is empty (an unmounted drive or share?)"
+    except (FileNotFoundError, NotADirectoryError):
+        return f"dataset folder {root} is gone (deleted, moved or unmounted)"
+    except OSError as e:
+        return f"dataset folder {root} cannot be read: {e.strerror or e}"
+
+
 def is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 

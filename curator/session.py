@@ -15,14 +15,16 @@ from typing import Mapping, Sequence
 from curator.access import check_folder, uploads_dir
 from curator.job import Progress, ScoringJob, create_scorers, prepare_database
 from curator.paths import dataset_dir, default_db
+from curator.scan import folder_missing, is_image_name
 from curator.thumbnails import GALLERY_SIZE, PREVIEW_SIZE, ThumbnailCache
 from curator.uploads import Extracted, extract_zip
 from storage import browse
-from storage.db import connect
+from storage.db import connect, get_setting, set_setting
 from storage.ranking import CacheState, cache_state, ensure_normalised
 from storage.scores import MetricInfo, metric_catalogue
 
 PER_PAGE = 48
+REFERENCE = "identity_reference"   # settings key: the folder of the character's reference photos
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,9 @@ class OpenDataset:
         with self._lock:
             if self.job is not None and self.job.progress.running:
                 return False
-            scorers = create_scorers(self.options.scorers, self.options.device)
+            reference = self.reference()
+            scorers = create_scorers(self.options.scorers, self.options.device,
+                                     options={"reference_dir": str(reference)} if reference else None)
             self._scorers = [s.name for s in scorers]
             self.job = ScoringJob(self.con, self.root, scorers, batch_size=self.options.batch_size)
             self.job.start()
@@ -83,6 +87,43 @@ class OpenDataset:
     def cancel_scoring(self) -> None:
         if self.job is not None:
             self.job.cancel()
+
+    def restart_scoring(self) -> None:
+        """Stop the running job between batches and start one with the settings as they are now."""
+        job = self.job
+        if job is not None:
+            job.cancel()
+            job.join()
+        self.start_scoring()
+
+    def reference(self) -> Path | None:
+        """The folder of reference photos the identity scorer compares faces with, if one was set."""
+        value = get_setting(self.con, REFERENCE)
+        return Path(value) if value else None
+
+    def set_reference(self, folder: Path | str, rescore: bool = True) -> Path:
+        """Remember `folder` as the character's reference photos, with the dataset (so it survives a
+        restart), and score again so identity is computed; other scores are kept (incremental)."""
+        folder = Path(folder).expanduser().resolve()
+        if not folder.is_dir():
+            raise ValueError(f"reference folder not found: {folder}")
+        if not any(is_image_name(p.name) for p in folder.rglob("*") if p.is_file()):
+            raise ValueError(f"no images in reference folder {folder}")
+        set_setting(self.con, REFERENCE, str(folder))
+        if rescore:
+            self.restart_scoring()
+        return folder
+
+    def problem(self) -> str | None:
+        """What keeps this dataset from being scored or shown in full right now: its folder gone, or
+        thumbnails that cannot be saved (a full disk)."""
+        gone = folder_missing(self.root)
+        if gone is None:
+            return self.thumbs.write_error
+        progress = self.progress()
+        if progress and progress.state == "failed" and gone in progress.message:
+            return None   # the run it stopped says so already
+        return f"{gone}. Reviewing goes on with the thumbnails already made; decisions are kept."
 
     def progress(self) -> Progress | None:
         return self.job.progress if self.job is not None else None
@@ -185,9 +226,9 @@ class Workspace:
         self._lock = threading.Lock()
 
     def open(self, root: Path | str, db: Path | None = None, score: bool = True, user: str | None = None,
-             public: bool = False) -> OpenDataset:
+             public: bool = False, reference: Path | None = None) -> OpenDataset:
         """Open a dataset folder (again: the same object) for `user`, or for everyone, and start scoring
-        what is new in it."""
+        what is new in it (with `reference` as the identity scorer's reference photos, if given)."""
         root = Path(root).expanduser().resolve()
         if not root.is_dir():
             raise ValueError(f"dataset folder not found: {root}")
@@ -200,6 +241,8 @@ class Workspace:
                 self._public.add(dataset.key)
             else:
                 self._readers.setdefault(dataset.key, set()).add(user)
+        if reference is not None:
+            dataset.set_reference(reference, rescore=False)
         if score:
             dataset.start_scoring()
         return dataset

@@ -35,6 +35,9 @@ class ThumbnailCache:
         self._lock = threading.Lock()
         self._pending: dict[tuple[str, int], Future[Path]] = {}
         self._hashes: dict[tuple[str, int, int], str] = {}   # (path, bytes, mtime_ns) -> sha256
+        self.write_error: str | None = None   # why the last thumbnail could not be saved (a full disk)
+        for size in (GALLERY_SIZE, PREVIEW_SIZE):   # made now, so there is one to show when the disk fills
+            self.placeholder(size)
 
     def path_for(self, sha256: str, size: int) -> Path:
         return self.folder / sha256[:2] / f"{sha256}-{size}.jpg"
@@ -95,11 +98,16 @@ class ThumbnailCache:
             if target.exists():
                 return target
             image = decode(read.data, source.name, size)
-            self._write(Image.fromarray(image.at(size)), target)
-            self._remember(source, sha)
-            return target
         except (DecodeError, OSError):
             return self.placeholder(size)
+        try:
+            self._write(Image.fromarray(image.at(size)), target)
+        except OSError as e:
+            self.write_error = f"cannot save thumbnails in {self.folder}: {e.strerror or e}"
+            return self.placeholder(size)
+        self.write_error = None
+        self._remember(source, sha)
+        return target
 
     def _known_hash(self, source: Path) -> str | None:
         try:

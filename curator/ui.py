@@ -8,14 +8,15 @@ so tabs see each other's work and the scoring progress.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import gradio as gr
 
 from curator import render, ui_export
-from curator.access import folders_allowed, user_of
+from curator.access import check_folder, folders_allowed, user_of
 from curator.presets import PRESETS, preset_weights
 from curator.serving import HIDDEN_API, file_guard
 from curator.session import PER_PAGE, OpenDataset, Workspace
@@ -99,6 +100,8 @@ class Dashboard:
                 self.counts = gr.HTML(elem_id="cur-counts-box")
                 self.progress = gr.HTML(elem_id="cur-progress-box")
                 self.stop = gr.Button("Stop scoring", size="sm", variant="secondary", scale=0, min_width=110)
+                self.resume = gr.Button("Resume scoring", size="sm", variant="secondary", scale=0, min_width=110,
+                                        elem_id="cur-resume")
             with gr.Row():
                 with gr.Column(scale=5, min_width=300):
                     self._controls()
@@ -150,6 +153,11 @@ class Dashboard:
                 self.upload = gr.File(label="…or upload a zip of images", file_types=[".zip"], type="filepath",
                                       elem_id="cur-upload")
                 self.dataset_info = gr.HTML(elem_id="cur-dataset-info")
+                self.reference_box = gr.Textbox(label="Reference photos of the character, for the identity score",
+                                                placeholder="/path/to/reference/photos", elem_id="cur-reference",
+                                                visible=folders_allowed())
+                self.reference_btn = gr.Button("Use these references and score identity", elem_id="cur-set-reference",
+                                               visible=folders_allowed())
 
     def _gallery(self) -> None:
         with gr.Row(equal_height=True):
@@ -207,7 +215,7 @@ class Dashboard:
 
         demo.load(self.on_tab, [self.tab, self.key], [self.tab, self.key], js=TAB_ID_JS, queue=False,
                   **HIDDEN_API).then(
-            self.on_load, self.view_inputs, [*self.page_outputs, *self.sliders], **quiet)
+            self.on_load, self.view_inputs, [*self.page_outputs, *self.sliders, self.reference_box], **quiet)
         # The timer only polls a summary of the dataset's state (progress and a version of the data);
         # when it changes, the tab redraws what changed with its inputs as they are by then, so a poll
         # for the dataset the tab showed before a switch cannot overwrite the new one.
@@ -247,7 +255,12 @@ class Dashboard:
                                 self.page_outputs, **quiet)
 
         self.stop.click(self.on_stop, [self.key], [self.progress], **quiet)
-        switched = [*self.page_outputs, *self.sliders, self.key, self.thresholds, self.dataset_info]
+        self.resume.click(self.on_resume, [self.key], [self.progress], **quiet)
+        self.reference_btn.click(self.on_reference, [self.key, self.reference_box],
+                                 [self.reference_box, self.progress, self.dataset_info], show_progress="hidden",
+                                 **HIDDEN_API)
+        switched = [*self.page_outputs, *self.sliders, self.key, self.thresholds, self.dataset_info,
+                    self.reference_box]
         self.open_folder.click(self.on_open_folder, [*self.view_inputs, self.folder], switched, **quiet).then(
             None, self.key, None, js=REMEMBER_DATASET_JS)
         self.upload.upload(self.on_upload, [*self.view_inputs, self.upload], switched, **quiet).then(
@@ -329,7 +342,7 @@ class Dashboard:
     def _status(self, ds: OpenDataset) -> dict[Any, Any]:
         return {
             self.counts: render.counts_html(decisions.counts(ds.con)),
-            self.progress: render.progress_html(ds.progress()),
+            self.progress: render.progress_html(ds.progress(), ds.problem()),
         }
 
     def _thresholds_view(self, ds: OpenDataset, view: browse.View, columns: list[str], column: str
@@ -359,13 +372,14 @@ class Dashboard:
         ctx = self._ctx(request, args)
         weights = {**default_weights(self.metrics), **saved_weights(ctx.ds.con)}
         ctx.view = browse.View(weights=weights)
-        return {**self._render(ctx, 1, self._first), **self._slider_values(weights)}
+        return {**self._render(ctx, 1, self._first), **self._slider_values(weights),
+                self.reference_box: str(ctx.ds.reference() or "")}
 
     def on_tick(self, request: gr.Request, key: str) -> str:
         ds = self.dataset(key, request)
         p = ds.progress()
         progress = f"{p.state}:{p.done}:{p.errors}:{len(p.unavailable)}" if p else ""
-        return f"{ds.key}|{progress}|{ds.version()}"
+        return f"{ds.key}|{progress}|{ds.problem() or ''}|{ds.version()}"
 
     def on_refresh(self, request: gr.Request, *args) -> dict:
         """Progress and counts always; the page only when the data or anyone's decisions changed."""
@@ -462,7 +476,8 @@ class Dashboard:
         if ctx.current is None:
             gr.Info("Select an image first (click a thumbnail).")
             return gr.skip()
-        decisions.decide(ctx.ds.con, [ctx.current], decision, session=ctx.tab)
+        with _reported():
+            decisions.decide(ctx.ds.con, [ctx.current], decision, session=ctx.tab)
         at = ctx.ids.index(ctx.current) if ctx.current in ctx.ids else None
         following = ctx.ids[at + 1:] if at is not None else []
 
@@ -479,7 +494,8 @@ class Dashboard:
 
     def on_undo(self, request: gr.Request, *args) -> dict:
         ctx = self._ctx(request, args)
-        touched = decisions.undo(ctx.ds.con, session=ctx.tab)
+        with _reported():
+            touched = decisions.undo(ctx.ds.con, session=ctx.tab)
         if not touched:
             gr.Info("Nothing to undo in this tab.")
             return gr.skip()
@@ -492,7 +508,8 @@ class Dashboard:
         ctx = self._ctx(request, args[:-1])
         k = int(args[-1] or 0)
         ids = browse.top_undecided(ctx.ds.con, ctx.view, k)
-        decisions.decide(ctx.ds.con, ids, "accepted", session=ctx.tab, note=f"bulk: accept top {k}")
+        with _reported():
+            decisions.decide(ctx.ds.con, ids, "accepted", session=ctx.tab, note=f"bulk: accept top {k}")
         gr.Info(f"Accepted {len(ids):,} undecided images of the top {k:,}.")
         return self._render(ctx, ctx.number)
 
@@ -502,8 +519,9 @@ class Dashboard:
         if value is None:
             return gr.skip()
         ids = browse.undecided_worse_than(ctx.ds.con, ctx.view, column, float(value))
-        decisions.decide(ctx.ds.con, ids, "rejected", session=ctx.tab,
-                         note=f"bulk: reject {column} worse than {value}")
+        with _reported():
+            decisions.decide(ctx.ds.con, ids, "rejected", session=ctx.tab,
+                             note=f"bulk: reject {column} worse than {value}")
         gr.Info(f"Rejected {len(ids):,} undecided images with {column} worse than {render.fmt(value)}.")
         return self._render(ctx, ctx.number)
 
@@ -512,7 +530,31 @@ class Dashboard:
         if ds is None:
             return gr.skip()
         ds.cancel_scoring()
-        return render.progress_html(ds.progress())
+        return render.progress_html(ds.progress(), ds.problem())
+
+    def on_resume(self, request: gr.Request, key: str) -> str:
+        """Score what is not scored yet: after a stop, a full disk, or the folder coming back."""
+        ds = self.workspace.get(key, user_of(request))
+        if ds is None:
+            return gr.skip()
+        if not ds.start_scoring():
+            gr.Info("Scoring is already running.")
+        return render.progress_html(ds.progress(), ds.problem())
+
+    def on_reference(self, request: gr.Request, key: str, folder: str) -> dict:
+        ds = self.workspace.get(key, user_of(request))
+        folder = (folder or "").strip()
+        if ds is None:
+            return gr.skip()
+        if not folder:
+            raise gr.Error("Type the path of a folder of reference photos first.")
+        try:
+            check_folder(Path(folder), user_of(request))   # the same rule as opening a folder by its path
+            used = ds.set_reference(folder)
+        except ValueError as e:   # AccessDenied included
+            raise gr.Error(str(e)) from None
+        return {self.reference_box: str(used), self.progress: render.progress_html(ds.progress(), ds.problem()),
+                self.dataset_info: f"Identity references: <code>{render.escape(str(used))}</code>; scoring again."}
 
     def on_open_folder(self, request: gr.Request, *args) -> dict:
         ctx = self._ctx(request, args[:-1])
@@ -545,7 +587,16 @@ class Dashboard:
         weights = {**default_weights(self.metrics), **saved}
         ctx.ds, ctx.view = ds, browse.View(weights=weights)
         return {**self._render(ctx, 1, self._first), **self._slider_values(weights), self.key: ds.key,
-                self.thresholds: {}, self.dataset_info: note}
+                self.thresholds: {}, self.dataset_info: note, self.reference_box: str(ds.reference() or "")}
+
+
+@contextmanager
+def _reported() -> Iterator[None]:
+    """A decision the database refused (a full disk) becomes a message in the tab, not a traceback."""
+    try:
+        yield
+    except decisions.NotSaved as e:
+        raise gr.Error(str(e)) from None
 
 
 def launch_kwargs(workspace: Workspace) -> dict[str, Any]:

@@ -110,3 +110,26 @@ def good_and_bad_folder(root: Path, outside: Path) -> tuple[set[str], dict[str, 
     os.symlink(outside, root / "outside_dir")  # a directory leaving the root: not entered
     (root / "notes.txt").write_text("not an image extension: ignored")
     return good, bad
+
+
+def many_small(root: Path, n: int, size: tuple[int, int] = (160, 120), start: int = 0) -> list[str]:
+    """`n` small, varied images (JPEGs of several qualities, every fifth a PNG) written fast enough
+    for datasets of thousands: coarse random colour fields, scaled up, blurred and noised by seed.
+    `start` numbers them on from an earlier call. Returns their relative paths."""
+    w, h = size
+    root.mkdir(parents=True, exist_ok=True)
+    names = []
+    for i in range(start, start + n):
+        rng = np.random.default_rng(i)
+        coarse = rng.integers(0, 256, (3 + i % 6, 4 + i % 7, 3), dtype=np.uint8)
+        img = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC).astype(np.float32)
+        if i % 3 == 1:
+            img = cv2.GaussianBlur(img, (0, 0), 0.5 + i % 4)
+        img += rng.normal(0, 1 + i % 13, img.shape).astype(np.float32)
+        img = np.clip(img, 0, 255).astype(np.uint8)
+        png = i % 5 == 0
+        name = f"{i // 500:02d}/f{i:05d}." + ("png" if png else "jpg")
+        (root / name).parent.mkdir(exist_ok=True)
+        cv2.imwrite(str(root / name), img, [] if png else [cv2.IMWRITE_JPEG_QUALITY, 40 + i % 56])
+        names.append(name)
+    return names
