@@ -13,7 +13,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pytest
 
@@ -43,6 +43,20 @@ def unmount(folder: Path) -> None:
     subprocess.run(["umount", "-l", str(folder)], capture_output=True)
 
 
+@pytest.fixture
+def tmpfs() -> Iterator[Callable[[Path, str], None]]:
+    """`tmpfs(folder, size)` mounts a small tmpfs; whatever is still mounted is unmounted at the end."""
+    mounted: list[Path] = []
+
+    def mount(folder: Path, size: str) -> None:
+        mount_tmpfs(folder, size)
+        mounted.append(folder)
+
+    yield mount
+    for folder in reversed(mounted):
+        unmount(folder)
+
+
 def fill(folder: Path, name: str = "filler", leave: int = 0) -> Path:
     """Write a file into `folder` until the disk under it is full, then give back `leave` bytes."""
     path = folder / name
@@ -57,12 +71,13 @@ def fill(folder: Path, name: str = "filler", leave: int = 0) -> Path:
     return path
 
 
-def score(db: Path, root: Path, on_progress: Callable[[Progress], None] | None = None) -> Progress:
-    """One scoring run in this thread, as the app's job runs it; returns its last progress."""
+def score(db: Path, root: Path) -> Progress:
+    """One scoring run in the background, as the app runs it; returns its last progress."""
     con = connect(db)
     try:
         job = ScoringJob(con, root, create_scorers(SCORERS, "cpu"), batch_size=8)
-        job._run_safely(on_progress)
+        job.start()
+        job.join()
         return job.progress
     finally:
         con.close()
@@ -82,11 +97,11 @@ def check_scored_once(db: Path, n: int) -> dict[int, str]:
 
 
 @pytest.mark.parametrize("how", ["moved away", "unmounted"])
-def test_folder_disappearing_mid_scoring_stops_with_a_clear_message(tmp_path: Path, how: str) -> None:
+def test_folder_disappearing_mid_scoring_stops_with_a_clear_message(tmp_path: Path, how: str, tmpfs) -> None:
     source, root, db = tmp_path / "source", tmp_path / "frames", tmp_path / "c.duckdb"
     many_small(source, 160)
     if how == "unmounted":
-        mount_tmpfs(root, "64m")
+        tmpfs(root, "64m")
     shutil.copytree(source, root, dirs_exist_ok=True)
     decided: dict[int, str] = {}
 
@@ -104,7 +119,8 @@ def test_folder_disappearing_mid_scoring_stops_with_a_clear_message(tmp_path: Pa
             else:
                 root.rename(tmp_path / "elsewhere")
 
-    job._run_safely(decide_then_vanish)
+    job.start(decide_then_vanish)
+    job.join()
     p = job.progress
     assert p.state == "failed" and 16 <= p.done < 160, p
     expected = ("is empty (an unmounted drive or share?)" if how == "unmounted"
@@ -121,7 +137,7 @@ def test_folder_disappearing_mid_scoring_stops_with_a_clear_message(tmp_path: Pa
 
     # The folder comes back: the next run does exactly what was left, and nothing twice.
     if how == "unmounted":
-        mount_tmpfs(root, "64m")
+        tmpfs(root, "64m")
         shutil.copytree(source, root, dirs_exist_ok=True)
     else:
         (tmp_path / "elsewhere").rename(root)
@@ -130,8 +146,6 @@ def test_folder_disappearing_mid_scoring_stops_with_a_clear_message(tmp_path: Pa
     if how == "moved away":    # the same files: only those not committed are scored
         assert (again.total, again.unchanged) == (160 - committed, committed)
     assert check_scored_once(db, 160) == decided
-    if how == "unmounted":
-        unmount(root)
 
 
 def test_reviewing_goes_on_when_the_folder_is_gone(tmp_path: Path) -> None:
@@ -173,57 +187,54 @@ def test_reviewing_goes_on_when_the_folder_is_gone(tmp_path: Path) -> None:
     ws.close()
 
 
-def test_a_full_disk_stops_scoring_clearly_and_nothing_is_lost(tmp_path: Path, monkeypatch) -> None:
+def test_a_full_disk_stops_scoring_clearly_and_nothing_is_lost(tmp_path: Path, monkeypatch, tmpfs) -> None:
     data = tmp_path / "disk"
-    mount_tmpfs(data, "8m")
-    try:
-        monkeypatch.setenv("CURATOR_DATA_DIR", str(data))   # the database and the thumbnails
-        root = tmp_path / "shoot"
-        many_small(root, 120)
-        ws = Workspace(ScoringOptions(scorers=SCORERS, device="cpu", batch_size=8))
-        ds = ws.open(root)
-        ds.job.join(60)
-        assert ds.progress().state == "done" and str(ds.db_path).startswith(str(data))
-        ids = [int(i) for i in ds.page(browse.View(), 1).page.rows["image_id"]]
-        decisions.decide(ds.con, ids[:3], "accepted", session="tab")
-        decisions.decide(ds.con, ids[3:5], "rejected", session="tab")
-        before = decisions.current(ds.con)
+    tmpfs(data, "8m")
+    monkeypatch.setenv("CURATOR_DATA_DIR", str(data))   # the database and the thumbnails
+    root = tmp_path / "shoot"
+    many_small(root, 120)
+    ws = Workspace(ScoringOptions(scorers=SCORERS, device="cpu", batch_size=8))
+    ds = ws.open(root)
+    ds.job.join(60)
+    assert ds.progress().state == "done" and str(ds.db_path).startswith(str(data))
+    ids = [int(i) for i in ds.page(browse.View(), 1).page.rows["image_id"]]
+    decisions.decide(ds.con, ids[:3], "accepted", session="tab")
+    decisions.decide(ds.con, ids[3:5], "rejected", session="tab")
+    before = decisions.current(ds.con)
 
-        # New images arrive and the disk fills up before they are scored.
-        many_small(root / "more", 120, start=120)
-        filler = fill(data, leave=64 << 10)
-        assert ds.start_scoring()
-        ds.job.join(60)
-        p = ds.progress()
-        print(f"disk full after {p.done} of {p.total} new images")
-        assert p.state == "failed" and p.total == 120 and p.done < p.total, p
-        assert p.message.startswith("disk full: the database could not be written, scoring stopped."), p.message
-        assert "free some space, then resume scoring" in p.message
-        assert "disk full" in render.progress_html(p, ds.problem())
+    # New images arrive and the disk fills up before they are scored.
+    many_small(root / "more", 120, start=120)
+    filler = fill(data, leave=64 << 10)
+    assert ds.start_scoring()
+    ds.job.join(60)
+    p = ds.progress()
+    print(f"disk full after {p.done} of {p.total} new images")
+    assert p.state == "failed" and p.total == 120 and p.done < p.total, p
+    assert p.message.startswith("disk full: the database could not be written, scoring stopped."), p.message
+    assert "free some space, then resume scoring" in p.message
+    assert "disk full" in render.progress_html(p, ds.problem())
 
-        # The app keeps serving: pages draw (thumbnails it cannot save are placeholders, and it says
-        # why); a decision the disk refuses is refused whole, with a message, and loses nothing.
-        fill(data, "filler2")
-        view = browse.View(sort="path")
-        last = ds.page(view, 99)
-        assert ds.thumbs.placeholder(256) in last.thumbnails
-        assert ds.problem() and "cannot save thumbnails" in ds.problem() and "No space left" in ds.problem()
-        everything = [int(i) for i in ds.con.execute("SELECT id FROM images").fetchall() for i in i]
-        with pytest.raises(decisions.NotSaved, match="the disk is full. Nothing was recorded"):
-            decisions.decide(ds.con, everything, "rejected", session="tab")
-        assert decisions.current(ds.con) == before
+    # The app keeps serving: pages draw (thumbnails it cannot save are placeholders, and it says
+    # why); a decision the disk refuses is refused whole, with a message, and loses nothing.
+    fill(data, "filler2")
+    view = browse.View(sort="path")
+    last = ds.page(view, 99)
+    assert ds.thumbs.placeholder(256) in last.thumbnails
+    assert ds.problem() and "cannot save thumbnails" in ds.problem() and "No space left" in ds.problem()
+    everything = [int(i) for i in ds.con.execute("SELECT id FROM images").fetchall() for i in i]
+    with pytest.raises(decisions.NotSaved, match="the disk is full. Nothing was recorded"):
+        decisions.decide(ds.con, everything, "rejected", session="tab")
+    assert decisions.current(ds.con) == before
 
-        # Space is freed: resuming finishes the new images, each scored once; everything is there.
-        filler.unlink()
-        (data / "filler2").unlink()
-        assert ds.start_scoring()
-        ds.job.join(60)
-        p = ds.progress()
-        assert p.state == "done", p
-        decisions.decide(ds.con, [ids[5]], "rejected", session="tab")
-        ds.page(view, 99)
-        assert ds.problem() is None   # thumbnails are saved again
-        ws.close()
-        assert check_scored_once(ds.db_path, 240) == {**before, ids[5]: "rejected"}
-    finally:
-        unmount(data)
+    # Space is freed: resuming finishes the new images, each scored once; everything is there.
+    filler.unlink()
+    (data / "filler2").unlink()
+    assert ds.start_scoring()
+    ds.job.join(60)
+    p = ds.progress()
+    assert p.state == "done", p
+    decisions.decide(ds.con, [ids[5]], "rejected", session="tab")
+    ds.page(view, 99)
+    assert ds.problem() is None   # thumbnails are saved again
+    ws.close()
+    assert check_scored_once(ds.db_path, 240) == {**before, ids[5]: "rejected"}
