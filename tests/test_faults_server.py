@@ -6,7 +6,8 @@ once by every scorer and every decision is there.
 The page is the only window into the running server (DuckDB locks the file while it runs), so the
 kill point is read from the progress bar, and what was committed at the kill is read from a copy of
 the database and WAL files taken while the server is dead. The same run also checks that the
-dashboard names a scorer that cannot run and why (the CLIP weights are absent in tests), that two
+dashboard names the scorers that cannot run and why (CLIP weights are absent in tests; identity has
+no reference photos until the Dataset tab gives it a folder, which restarts scoring with it), that two
 tabs deciding alternately lose nothing, and that a dataset folder that disappears while reviewing
 gets a clear message instead of a broken page.
 """
