@@ -13,26 +13,23 @@ gets a clear message instead of a broken page.
 """
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from storage.db import connect, get_setting
 from tests.images import many_small
+from tests.live_app import app_env, free_port, start_app
 from tests.test_ui_browser import (
     CHROMIUM,
     CHROMIUM_ARGS,
-    REPO,
     classic_scorers,
     counts,
-    free_port,
     selected_id,
     wait_counts,
     wait_selected_change,
@@ -53,8 +50,7 @@ class Server:
 
     def __init__(self, folder: Path, db: Path, base: Path) -> None:
         self.folder, self.db, self.port, self.log = folder, db, free_port(), base / "app.log"
-        self.env = {**os.environ, "CURATOR_DATA_DIR": str(base / "data"), "HOME": str(base / "home"),
-                    "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+        self.env = app_env(base)
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -62,21 +58,9 @@ class Server:
         return f"http://127.0.0.1:{self.port}/"
 
     def start(self) -> None:
-        with open(self.log, "a") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "app.py", str(self.folder), "--port", str(self.port), "--db", str(self.db),
-                 "--scorers", ",".join([*ACTIVE, *UNAVAILABLE])],
-                cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"app exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
-            try:
-                urllib.request.urlopen(self.url, timeout=2).close()
-                return
-            except OSError:
-                time.sleep(0.3)
-        raise RuntimeError(f"app did not answer within 90 s:\n{self.log.read_text()[-3000:]}")
+        self.proc = start_app([sys.executable, "app.py", str(self.folder), "--port", str(self.port), "--db",
+                               str(self.db), "--scorers", ",".join([*ACTIVE, *UNAVAILABLE])],
+                              self.env, self.log, self.port, timeout=90)
 
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
@@ -92,6 +76,17 @@ class Server:
                 self.proc.wait()
                 raise AssertionError("the app did not stop on SIGINT within 30 s") from None
         return self.proc.returncode
+
+
+@pytest.fixture
+def servers():
+    """The servers a test starts; any still running when it ends (a failed assertion) are killed."""
+    started: list[Server] = []
+    yield started
+    for server in started:
+        if server.proc is not None and server.proc.poll() is None:
+            server.proc.kill()
+            server.proc.wait()
 
 
 @pytest.fixture
@@ -179,12 +174,13 @@ def select(page, index: int) -> None:
     raise AssertionError(f"no undecided image among thumbnails {index}..{index + 19}")
 
 
-def test_kill_minus_nine_mid_scoring_then_restart_loses_nothing(tmp_path: Path, browser) -> None:
+def test_kill_minus_nine_mid_scoring_then_restart_loses_nothing(tmp_path: Path, browser, servers) -> None:
     started = time.time()
     step = lambda name: print(f"{time.time() - started:6.1f}s {name}")  # noqa: E731
     folder, db = tmp_path / "frames", tmp_path / "db" / "curator.duckdb"
     assert len(many_small(folder, N)) == N
     server = Server(folder, db, tmp_path)
+    servers.append(server)
     step("generated")
     server.start()
     context = browser.new_context(viewport={"width": 1600, "height": 1000})

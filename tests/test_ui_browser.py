@@ -9,23 +9,20 @@ the main views go to test-artifacts/ (not committed).
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.live_app import REPO, app_env, free_port, start_app, stop_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's Chromium (/usr/bin/chromium) is not installed")
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 
-REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"
 N_IMAGES = 40
 N_EXTRA = 12
@@ -79,21 +76,14 @@ def classic_scorers() -> str:
     return ",".join(name for name, cls in scorers.registered().items() if cls.__module__ == "scorers.classic")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class App:
     """`python app.py FOLDER` as a subprocess; restartable on the same data dir and port."""
 
-    def __init__(self, folder: Path, extra: Path, data_dir: Path, log: Path) -> None:
+    def __init__(self, folder: Path, extra: Path, base: Path, log: Path) -> None:
         self.folder, self.extra, self.log, self.port = folder, extra, log, free_port()
         self.zip = folder.parent / "upload.zip"
         make_zip(self.zip)
-        self.env = {**os.environ, "CURATOR_DATA_DIR": str(data_dir), "GRADIO_ANALYTICS_ENABLED": "False",
-                    "PYTHONUNBUFFERED": "1"}
+        self.env = app_env(base)
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -101,29 +91,12 @@ class App:
         return f"http://127.0.0.1:{self.port}/"
 
     def start(self) -> None:
-        with open(self.log, "a") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "app.py", str(self.folder), "--port", str(self.port), "--scorers", classic_scorers()],
-                cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"app exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
-            try:
-                urllib.request.urlopen(self.url, timeout=2).close()
-                return
-            except OSError:
-                time.sleep(0.5)
-        raise RuntimeError(f"app did not answer within 90 s:\n{self.log.read_text()[-3000:]}")
+        self.proc = start_app([sys.executable, "app.py", str(self.folder), "--port", str(self.port),
+                               "--scorers", classic_scorers()], self.env, self.log, self.port, timeout=90)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc:
+            stop_app(self.proc)
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +106,7 @@ def app(tmp_path_factory):
     make_dataset(folder)
     make_extra(extra)
     ARTIFACTS.mkdir(exist_ok=True)
-    app = App(folder, extra, base / "data", ARTIFACTS / "review-app.log")
+    app = App(folder, extra, base, ARTIFACTS / "review-app.log")
     app.log.write_text("")
     app.start()
     yield app
