@@ -94,9 +94,14 @@ def write_results(con: duckdb.DuckDBPyConnection, results: list[ImageResult],
                 "width = coalesce(r.width, images.width), height = coalesce(r.height, images.height), "
                 "format = coalesce(r.format, images.format) FROM result_images r WHERE images.id = r.image_id"
             )
-            for scorer, names in metric_names.items():
-                _write_scorer(cur, scorer, versions[scorer], names, [r for r in results if scorer in r.scores
-                                                                     or scorer in r.scorer_errors])
+            ran = [(r, tuple(s for s in metric_names if s in r.scores or s in r.scorer_errors)) for r in results]
+            groups: dict[tuple[str, ...], list[ImageResult]] = {}
+            for r, scorers in ran:
+                if scorers:
+                    groups.setdefault(scorers, []).append(r)
+            for scorers, group in groups.items():   # usually one group: every scorer ran on every image
+                _write_scores(cur, group, {s: metric_names[s] for s in scorers})
+            _write_runs(cur, [(r, s) for r, scorers in ran for s in scorers], versions)
             vectors = [(r.image_id, model, np.asarray(v, np.float32).ravel().tolist())
                        for r in results for model, v in r.embeddings.items()]
             if vectors:
@@ -109,34 +114,45 @@ def write_results(con: duckdb.DuckDBPyConnection, results: list[ImageResult],
         cur.close()
 
 
-def _write_scorer(cur: duckdb.DuckDBPyConnection, scorer: str, version: str, names: tuple[str, ...],
-                  results: list[ImageResult]) -> None:
-    if not results:
+def _write_scores(cur: duckdb.DuckDBPyConnection, results: list[ImageResult],
+                  metric_names: Mapping[str, tuple[str, ...]]) -> None:
+    """One upsert of the metric columns of `metric_names`' scorers, which all ran on every image of
+    `results` (a scorer that failed on an image clears its columns there)."""
+    columns = [(scorer, n) for scorer, names in metric_names.items() for n in names]
+    if not columns:   # scorers may declare no metrics and only leave embeddings (the perceptual hash)
         return
-    if names:  # a scorer may declare no metrics and only leave embeddings (e.g. the perceptual hash)
-        table = pd.DataFrame(
-            [[r.image_id] + [_finite(r.scores.get(scorer, {}).get(n)) for n in names] for r in results],
-            columns=["image_id", *names],
-        ).astype({n: "float64" for n in names})
-        cur.register("result_scores", table)
-        cols = ", ".join(quote_ident(n) for n in names)
-        updates = ", ".join(f"{quote_ident(n)} = excluded.{quote_ident(n)}" for n in names)
-        cur.execute(
-            f"INSERT INTO scores (image_id, {cols}) SELECT image_id, {cols} FROM result_scores "
-            f"ON CONFLICT (image_id) DO UPDATE SET {updates}"
-        )
+    names = [n for _, n in columns]
+    table = pd.DataFrame(
+        [[r.image_id] + [_finite(r.scores.get(scorer, {}).get(n)) for scorer, n in columns] for r in results],
+        columns=["image_id", *names],
+    ).astype({n: "float64" for n in names})
+    cur.register("result_scores", table)
+    cols = ", ".join(quote_ident(n) for n in names)
+    updates = ", ".join(f"{quote_ident(n)} = excluded.{quote_ident(n)}" for n in names)
+    cur.execute(
+        f"INSERT INTO scores (image_id, {cols}) SELECT image_id, {cols} FROM result_scores "
+        f"ON CONFLICT (image_id) DO UPDATE SET {updates}"
+    )
+
+
+def _write_runs(cur: duckdb.DuckDBPyConnection, ran: list[tuple[ImageResult, str]], versions: Mapping[str, str]
+                ) -> None:
+    """Mark each (image, scorer) as scored at the scorer's version for the image's content."""
+    if not ran:
+        return
     runs = pd.DataFrame({
-        "image_id": [r.image_id for r in results],
-        "sha256": [r.sha256 for r in results],
-        "error": [r.scorer_errors.get(scorer) for r in results],
+        "image_id": [r.image_id for r, _ in ran],
+        "scorer": [s for _, s in ran],
+        "version": [versions[s] for _, s in ran],
+        "sha256": [r.sha256 for r, _ in ran],
+        "error": [r.scorer_errors.get(s) for r, s in ran],
     })
     cur.register("result_runs", runs)
     cur.execute(
         "INSERT INTO scorer_runs (image_id, scorer, version, sha256, error) "
-        "SELECT image_id, ?, ?, sha256, error FROM result_runs "
+        "SELECT image_id, scorer, version, sha256, error FROM result_runs "
         "ON CONFLICT (image_id, scorer) DO UPDATE SET version = excluded.version, sha256 = excluded.sha256, "
-        "error = excluded.error, scored_at = now()",
-        [scorer, version],
+        "error = excluded.error, scored_at = now()"
     )
 
 

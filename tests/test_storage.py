@@ -156,3 +156,24 @@ def test_decisions_from_two_connections_both_survive_reopen(tmp_path: Path) -> N
     decisions.decide(tab2, [b], "rejected", session="tab2")
     con.close()
     assert decisions.current(connect(path)) == {a: "accepted", b: "rejected"}
+
+
+def test_a_batch_writes_only_what_each_scorer_did_on_each_image(con) -> None:
+    sync_scan(con, scan_rows(["a.png", "b.png", "c.png"]))
+    score(con, {"a.png": (0.1, 1.0), "b.png": (0.2, 2.0), "c.png": (0.3, 3.0)})
+    i = ids(con)
+    # One batch, three situations: both scorers ran again on a; only q ran on b (n was already
+    # current there); q failed on c while n ran.
+    a = ImageResult(i["a.png"], "sha-a.png", "ok", scores={"q": {"quality": 0.9}, "n": {"noise": 9.0, "info": 1.0}})
+    b = ImageResult(i["b.png"], "sha-b.png", "ok", scores={"q": {"quality": 0.8}})
+    c = ImageResult(i["c.png"], "sha-c.png", "ok", scores={"n": {"noise": 7.0, "info": 2.0}},
+                    scorer_errors={"q": "RuntimeError: boom"})
+    write_results(con, [a, b, c], {"q": "2", "n": "1"}, {"q": ("quality",), "n": ("noise", "info")})
+    rows = {p: (q, n, f) for p, q, n, f in con.execute(
+        "SELECT path, quality, noise, info FROM image_scores").fetchall()}
+    assert rows == {"a.png": (0.9, 9.0, 1.0), "b.png": (0.8, 2.0, 1.0), "c.png": (None, 7.0, 2.0)}
+    runs = set(con.execute(
+        "SELECT i.path, r.scorer, r.version, r.error FROM scorer_runs r JOIN images i ON i.id = r.image_id").fetchall())
+    assert runs == {("a.png", "q", "2", None), ("a.png", "n", "1", None), ("b.png", "q", "2", None),
+                    ("b.png", "n", "1", None), ("c.png", "q", "2", "RuntimeError: boom"), ("c.png", "n", "1", None)}
+    assert con.execute("SELECT count(*) FROM scores").fetchone()[0] == 3
