@@ -21,3 +21,10 @@ def test_throughput_contenders_run_on_a_small_folder(tmp_path: Path) -> None:
     assert throughput.bare_pillow(paths) > 0 and throughput.bare_pillow(paths, 2) > 0
     names = ["sharpness", "exposure"]
     assert throughput.curator_score(tmp_path / "images", tmp_path, names) > 0
+
+
+def test_degradation_eval_runs_on_a_few_images() -> None:
+    from benchmarks import degradation_eval
+
+    report = degradation_eval.run(8, 4, 4)
+    assert "| watermark |" in report and "`degradation_watermark`" in report
