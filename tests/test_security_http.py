@@ -18,11 +18,9 @@ from __future__ import annotations
 import http.client
 import io
 import secrets
-import stat
 import sys
 import time
 import urllib.parse
-import zipfile
 from collections import defaultdict
 from pathlib import Path
 
@@ -32,6 +30,7 @@ from PIL import Image
 from curator.scan import is_image_name
 from tests.images import photo, save
 from tests.live_app import REPO, app_env, free_port, start_app, stop_app
+from tests.test_uploads import make_zip
 
 gradio_client = pytest.importorskip("gradio_client")
 
@@ -161,20 +160,6 @@ def png(seed: int) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(photo(seed, (96, 72))).save(buf, "PNG")
     return buf.getvalue()
-
-
-def make_zip(path: Path, entries: dict[str, bytes], symlinks: dict[str, str] | None = None,
-             stored: bool = False) -> Path:
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED) as zf:
-        for name, data in entries.items():
-            info = zipfile.ZipInfo(name)   # names as given: writestr(str) would not keep '/abs' or '..' as is
-            info.compress_type = zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED
-            zf.writestr(info, data)
-        for name, target in (symlinks or {}).items():
-            info = zipfile.ZipInfo(name)
-            info.external_attr = (stat.S_IFLNK | 0o777) << 16
-            zf.writestr(info, target)
-    return path
 
 
 def files_under(root: Path) -> set[Path]:

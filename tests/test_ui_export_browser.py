@@ -6,24 +6,19 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import os
-import signal
-import socket
-import subprocess
 import sys
-import time
 import tomllib
-import urllib.request
 import zipfile
 from pathlib import Path
 
 import pytest
 
+from tests.live_app import REPO, app_env, free_port, start_app, stop_app
+
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's Chromium (/usr/bin/chromium) is not installed")
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 
-REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"   # screenshots, not committed
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-sync"]
@@ -45,44 +40,16 @@ def make_video(root: Path) -> None:
         save(photo(600 + n, (320, 240)), root / f"single_{n}.jpg", quality=90)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory: pytest.TempPathFactory):
     base = tmp_path_factory.mktemp("ui-export")
     folder = base / "video"
     make_video(folder)
-    port = free_port()
-    log = base / "app.log"
-    env = {**os.environ, "CURATOR_DATA_DIR": str(base / "data"), "GRADIO_ANALYTICS_ENABLED": "False",
-           "PYTHONUNBUFFERED": "1"}
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "app.py", str(folder), "--port", str(port), "--scorers", "phash"],
-                                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 90
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"app exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            urllib.request.urlopen(url, timeout=2).close()
-            break
-        except OSError:
-            if time.time() > deadline:
-                proc.kill()
-                raise RuntimeError(f"app did not answer within 90 s:\n{log.read_text()[-3000:]}") from None
-            time.sleep(0.5)
-    yield url
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    port, log = free_port(), base / "app.log"
+    proc = start_app([sys.executable, "app.py", str(folder), "--port", str(port), "--scorers", "phash"],
+                     app_env(base), log, port, timeout=90)
+    yield f"http://127.0.0.1:{port}/"
+    stop_app(proc)
     assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
 
 

@@ -17,10 +17,14 @@ def jpeg_bytes(seed: int = 0) -> bytes:
     return buf.getvalue()
 
 
-def make_zip(path: Path, entries: dict[str, bytes], symlinks: dict[str, str] | None = None) -> Path:
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+def make_zip(path: Path, entries: dict[str, bytes], symlinks: dict[str, str] | None = None,
+             stored: bool = False) -> Path:
+    """A zip of `entries` (names kept exactly as given, '/abs' and '..' included) and symlink entries."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED) as zf:
         for name, data in entries.items():
-            zf.writestr(name, data)
+            info = zipfile.ZipInfo(name)
+            info.compress_type = zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED
+            zf.writestr(info, data)
         for name, target in (symlinks or {}).items():
             info = zipfile.ZipInfo(name)
             info.external_attr = (stat.S_IFLNK | 0o777) << 16
