@@ -84,6 +84,9 @@ class Dashboard:
         self.metrics: list[MetricInfo] = initial.metrics()
         self.names = [m.name for m in self.metrics]
         self.by_name = {m.name: m for m in self.metrics}
+        # The dataset each page session shows once it has switched (None while a switch is under way),
+        # so that a poll sent for the dataset shown before is dropped instead of drawn over the new one.
+        self._shown: dict[str, str | None] = {}
 
     # -- layout ----------------------------------------------------------------------------------------
     def build(self) -> gr.Blocks:
@@ -221,6 +224,7 @@ class Dashboard:
         # for the dataset the tab showed before a switch cannot overwrite the new one.
         self.timer.tick(self.on_tick, [self.key], [self.latest], show_progress="hidden", **HIDDEN_API)
         self.latest.change(self.on_refresh, [*self.view_inputs, self.shown], self.page_outputs, **quiet)
+        demo.unload(self.on_unload)
 
         for slider in self.sliders:
             slider.input(self.on_weights, self.view_inputs, self.page_outputs, **live)
@@ -383,6 +387,9 @@ class Dashboard:
 
     def on_refresh(self, request: gr.Request, *args) -> dict:
         """Progress and counts always; the page only when the data or anyone's decisions changed."""
+        session = _session(request)
+        if session in self._shown and self._shown[session] != args[0]:
+            return gr.skip()   # asked for the dataset shown before a switch: answering would draw it back
         ctx = self._ctx(request, args[:-1])
         if ctx.ds.version() == args[-1]:
             return self._status(ctx.ds)
@@ -561,33 +568,56 @@ class Dashboard:
         folder = (args[-1] or "").strip()
         if not folder:
             raise gr.Error("Type the path of a folder of images first.")
-        try:
-            ds = self.workspace.open_folder(Path(folder), user_of(request))
-        except ValueError as e:   # AccessDenied included
-            raise gr.Error(str(e)) from None
-        return self._switch(ctx, ds, f"Opened <code>{render.escape(str(ds.root))}</code>.")
+        with self._switching(request, args[0]):
+            try:
+                ds = self.workspace.open_folder(Path(folder), user_of(request))
+            except ValueError as e:   # AccessDenied included
+                raise gr.Error(str(e)) from None
+            return self._switch(request, ctx, ds, f"Opened <code>{render.escape(str(ds.root))}</code>.")
 
     def on_upload(self, request: gr.Request, *args) -> dict:
         ctx = self._ctx(request, args[:-1])
         upload = args[-1]
         if not upload:
             return gr.skip()
-        try:
-            ds, extracted = self.workspace.open_zip(upload, Path(upload).name, user_of(request))
-        except (UploadError, ValueError) as e:
-            raise gr.Error(str(e)) from None
-        skipped = "".join(f"<li>{render.escape(n)}: {render.escape(r)}</li>" for n, r in extracted.skipped[:50])
-        note = (f"{extracted.images:,} images {'reopened' if extracted.reused else 'extracted'}"
-                + (f"; {len(extracted.skipped):,} entries skipped<ul>{skipped}</ul>" if extracted.skipped else "."))
-        return self._switch(ctx, ds, note)
+        with self._switching(request, args[0]):
+            try:
+                ds, extracted = self.workspace.open_zip(upload, Path(upload).name, user_of(request))
+            except (UploadError, ValueError) as e:
+                raise gr.Error(str(e)) from None
+            skipped = "".join(f"<li>{render.escape(n)}: {render.escape(r)}</li>" for n, r in extracted.skipped[:50])
+            note = (f"{extracted.images:,} images {'reopened' if extracted.reused else 'extracted'}"
+                    + (f"; {len(extracted.skipped):,} entries skipped<ul>{skipped}</ul>" if extracted.skipped else "."))
+            return self._switch(request, ctx, ds, note)
 
-    def _switch(self, ctx: _Ctx, ds: OpenDataset, note: str) -> dict:
+    def on_unload(self, request: gr.Request) -> None:
+        self._shown.pop(_session(request), None)
+
+    @contextmanager
+    def _switching(self, request: gr.Request, current: str) -> Iterator[None]:
+        """While a tab switches datasets its polls are dropped; if the switch fails it keeps the key
+        it had (`current`)."""
+        session = _session(request)
+        self._shown[session] = None
+        try:
+            yield
+        finally:
+            if self._shown.get(session) is None:
+                self._shown[session] = current
+
+    def _switch(self, request: gr.Request, ctx: _Ctx, ds: OpenDataset, note: str) -> dict:
+        self._shown[_session(request)] = ds.key
         gr.set_static_paths([ds.thumbs.folder])
         saved = {k: v for k, v in saved_weights(ds.con).items() if k in self.by_name}
         weights = {**default_weights(self.metrics), **saved}
         ctx.ds, ctx.view = ds, browse.View(weights=weights)
         return {**self._render(ctx, 1, self._first), **self._slider_values(weights), self.key: ds.key,
                 self.thresholds: {}, self.dataset_info: note, self.reference_box: str(ds.reference() or "")}
+
+
+def _session(request: gr.Request | None) -> str:
+    """The page session of an event (a reload is a new one)."""
+    return getattr(request, "session_hash", None) or ""
 
 
 @contextmanager
