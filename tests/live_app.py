@@ -5,6 +5,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -40,15 +41,46 @@ def start_app(command: list[str], env: dict[str, str], log: Path, port: int, tim
     raise RuntimeError(f"app did not answer within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
 
 
-def stop_app(proc: subprocess.Popen) -> None:
-    """Ctrl-C, as a person would (the app closes its databases), then kill if it hangs."""
+def stop_app(proc: subprocess.Popen, wait: float = 20) -> bool:
+    """Ctrl-C, as a person would (the app closes its databases), then kill if it hangs; False if it
+    had to be killed."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
         try:
-            proc.wait(20)
+            proc.wait(wait)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+            return False
+    return True
+
+
+class LiveApp:
+    """`python app.py ARGS --port P` in the repository, restartable on the same port, environment
+    (`app_env(base)`) and log."""
+
+    def __init__(self, args: list[str], base: Path, log: Path) -> None:
+        self.args, self.log, self.port = args, log, free_port()
+        self.env = app_env(base)
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def start(self, timeout: float = 90) -> None:
+        self.proc = start_app([sys.executable, "app.py", *self.args, "--port", str(self.port)], self.env,
+                              self.log, self.port, timeout)
+
+    def stop(self, wait: float = 20) -> bool:
+        """Ctrl-C; False if the app had to be killed."""
+        return stop_app(self.proc, wait) if self.proc is not None else True
+
+    def kill(self) -> None:
+        """`kill -9`, as a crash would."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
 
 
 def app_env(base: Path, **extra: str) -> dict[str, str]:

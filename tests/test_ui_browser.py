@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.live_app import REPO, app_env, free_port, start_app, stop_app
+from tests.live_app import REPO, LiveApp
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's Chromium (/usr/bin/chromium) is not installed")
@@ -76,27 +74,15 @@ def classic_scorers() -> str:
     return ",".join(name for name, cls in scorers.registered().items() if cls.__module__ == "scorers.classic")
 
 
-class App:
-    """`python app.py FOLDER` as a subprocess; restartable on the same data dir and port."""
+class App(LiveApp):
+    """`python app.py FOLDER` with the fast classic scorers, plus a second folder and a zip to open
+    from the page; restartable on the same data dir and port."""
 
     def __init__(self, folder: Path, extra: Path, base: Path, log: Path) -> None:
-        self.folder, self.extra, self.log, self.port = folder, extra, log, free_port()
+        super().__init__([str(folder), "--scorers", classic_scorers()], base, log)
+        self.folder, self.extra = folder, extra
         self.zip = folder.parent / "upload.zip"
         make_zip(self.zip)
-        self.env = app_env(base)
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
-
-    def start(self) -> None:
-        self.proc = start_app([sys.executable, "app.py", str(self.folder), "--port", str(self.port),
-                               "--scorers", classic_scorers()], self.env, self.log, self.port, timeout=90)
-
-    def stop(self) -> None:
-        if self.proc:
-            stop_app(self.proc)
 
 
 @pytest.fixture(scope="module")
