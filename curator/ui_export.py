@@ -49,9 +49,6 @@ class ExportSection:
         self._indexes: dict[str, tuple[str, DuplicateIndex]] = {}   # dataset key -> (signature, index)
         self._lock = threading.Lock()
 
-    def _dataset(self, key: str, request: gr.Request | None) -> OpenDataset:
-        return self.dash.dataset(key, request)
-
     def _index(self, ds: OpenDataset) -> DuplicateIndex:
         """The dataset's pair index at the loosest thresholds the sliders offer, found once and kept
         until a scoring run changes the stored vectors: moving a slider only re-clusters."""
@@ -175,7 +172,7 @@ class ExportSection:
 
     # -- near-duplicates -------------------------------------------------------------------------------
     def on_find(self, request: gr.Request, key: str, hamming: float, cosine: float) -> tuple:
-        ds = self._dataset(key, request)
+        ds = self.dash.dataset(key, request)
         index = self._index(ds)
         con = ds.con.cursor()
         try:
@@ -190,7 +187,7 @@ class ExportSection:
 
     def on_cluster(self, request: gr.Request, key: str, found: list[Cluster], number: float, step: int) -> tuple:
         n = 1 if not found else min(max(1, int(number or 1) + step), len(found))
-        return self._cluster_items(self._dataset(key, request), found, n), n
+        return self._cluster_items(self.dash.dataset(key, request), found, n), n
 
     def _cluster_items(self, ds: OpenDataset, found: list[Cluster], n: int) -> list[tuple[str, str]]:
         if not found:
@@ -203,7 +200,7 @@ class ExportSection:
     def on_keep_best(self, request: gr.Request, key: str, tab: str, found: list[Cluster]) -> str:
         if not found:
             raise gr.Error("Find near-duplicates first.")
-        con = self._dataset(key, request).con.cursor()
+        con = self.dash.dataset(key, request).con.cursor()
         try:
             report = keep_best_of_each_cluster(con, found, session=f"dedupe:keep-best:{tab}")
         finally:
@@ -213,7 +210,7 @@ class ExportSection:
                 f"{report.left_alone:,} images you had decided on were left as they were.</div>")
 
     def on_undo_keep(self, request: gr.Request, key: str, tab: str) -> str:
-        con = self._dataset(key, request).con.cursor()
+        con = self.dash.dataset(key, request).con.cursor()
         try:
             restored = undo(con, session=f"dedupe:keep-best:{tab}")
         finally:
@@ -237,12 +234,12 @@ class ExportSection:
             con.close()
 
     def on_preview(self, request: gr.Request, key: str, *args: Any) -> tuple:
-        ds = self._dataset(key, request)
+        ds = self.dash.dataset(key, request)
         result = self._select(ds, *args)
         return self._selection_view(ds, result.summary, result.image_ids, result.reasons)
 
     def on_propose(self, request: gr.Request, tab: str, key: str, *args: Any) -> tuple:
-        ds = self._dataset(key, request)
+        ds = self.dash.dataset(key, request)
         result = self._select(ds, *args)
         session = f"selection:{result.strategy}:{tab}"
         con = ds.con.cursor()
@@ -258,7 +255,7 @@ class ExportSection:
         if not last:
             raise gr.Error("This tab has no proposal to undo.")
         session, actions = last
-        con = self._dataset(key, request).con.cursor()
+        con = self.dash.dataset(key, request).con.cursor()
         try:
             restored = {i for _ in range(actions) for i in undo(con, session=session)}
         finally:
@@ -277,7 +274,7 @@ class ExportSection:
     def on_export(self, request: gr.Request, key: str, source: str, sel_ids: list[int], layout: str, trigger: str,
                   class_token: str, repeats: float, template: str, caption_ext: str, resize: float, crop: str,
                   convert: str) -> tuple:
-        ds = self._dataset(key, request)
+        ds = self.dash.dataset(key, request)
         if source == "selection" and not sel_ids:
             raise gr.Error("Preview a selection first, or export the accepted images.")
         options = ExportOptions(layout=layout, trigger=trigger or "", class_token=class_token or "",
