@@ -156,9 +156,11 @@ class Dashboard:
                 self.upload = gr.File(label="…or upload a zip of images", file_types=[".zip"], type="filepath",
                                       elem_id="cur-upload")
                 self.dataset_info = gr.HTML(elem_id="cur-dataset-info")
+                # Read-only until the page load fills in the stored folder, so that load cannot replace
+                # what someone typed in the meantime.
                 self.reference_box = gr.Textbox(label="Reference photos of the character, for the identity score",
                                                 placeholder="/path/to/reference/photos", elem_id="cur-reference",
-                                                visible=folders_allowed())
+                                                visible=folders_allowed(), interactive=False)
                 self.reference_btn = gr.Button("Use these references and score identity", elem_id="cur-set-reference",
                                                visible=folders_allowed())
 
@@ -377,7 +379,7 @@ class Dashboard:
         weights = {**default_weights(self.metrics), **saved_weights(ctx.ds.con)}
         ctx.view = browse.View(weights=weights)
         return {**self._render(ctx, 1, self._first), **self._slider_values(weights),
-                self.reference_box: str(ctx.ds.reference() or "")}
+                self.reference_box: gr.update(value=str(ctx.ds.reference() or ""), interactive=True)}
 
     def on_tick(self, request: gr.Request, key: str) -> str:
         ds = self.dataset(key, request)
