@@ -124,5 +124,33 @@ def test_degradation_labels_follow_the_applied_defects() -> None:
                                               only=("watermark",))
     assert labels[HEADS.index("watermark")] > 0 and alpha is not None
     assert np.count_nonzero(labels) == 1 and not np.array_equal(img, clean)
-    crop, crop_labels, mask = ddata.crop_example(img, labels, alpha, rng, 128)
-    assert crop.shape == (128, 128, 3) and mask.shape == labels.shape
+    ex = ddata.crop_example(img, labels, alpha, rng, 128, cell=16)
+    assert ex.image.shape == (128, 128, 3) and ex.mask.shape == labels.shape
+    assert ex.cells.shape == ex.cell_mask.shape == (8, 8)
+
+
+def test_watermark_cells_mark_visible_strokes_ignore_faint_touches() -> None:
+    change = np.zeros((64, 64), np.float32)
+    change[5:9, 20:40] = 0.5  # a visible stroke across cells (0, 1) and (0, 2)
+    change[40, 40] = 0.02     # a barely visible fringe pixel in cell (2, 2)
+    cells, valid = ddata.watermark_cells(change, 64, 16)
+    assert cells.shape == (4, 4)
+    assert cells[0, 1] == cells[0, 2] == 1 and np.count_nonzero(cells) == 2
+    assert valid[2, 2] == 0 and valid.sum() == 15
+    clean_cells, clean_valid = ddata.watermark_cells(None, 64, 16)
+    assert not clean_cells.any() and clean_valid.all()
+
+
+def test_crop_label_is_presence_of_the_mark_inside_the_crop() -> None:
+    img = _clean(1)
+    labels = np.zeros(len(HEADS), np.float32)
+    k = HEADS.index("watermark")
+    labels[k] = 0.3
+    change = np.zeros(img.shape[:2], np.float32)
+    change[:40, :] = 0.2                     # a band along the top: every crop of 288 rows holds some of it
+    ex = ddata.crop_example(img, labels, change, np.random.default_rng(0), 256)
+    assert ex.labels[k] == 1 and ex.mask[k] == 1 and ex.cells.max() == 1
+    change[:] = 0.0
+    change[-3:, 190:193] = 0.01              # only a faint fringe, inside every 288 px crop
+    ex = ddata.crop_example(img, labels, change, np.random.default_rng(0), 288)
+    assert ex.mask[k] == 0 and not ex.cells.any()

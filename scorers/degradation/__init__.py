@@ -1,7 +1,7 @@
 """Degradation scorer: a small CNN trained in-project to spot blur, noise, JPEG artefacts, colour
 casts and watermarks.
 
-Unlike the other neural scorers its weights need no download: `scorers/degradation/degradation-v1.pt`
+Unlike the other neural scorers its weights need no download: `scorers/degradation/degradation-v2.pt`
 is trained here on synthetic degradations of clean images (see `scorers/degradation/train.py` for
 the exact command and data recipe) and shipped in the repository. The file is verified against
 WEIGHTS_SHA256 before use, so a corrupt or swapped file makes the scorer unavailable instead of
@@ -22,8 +22,8 @@ import numpy as np
 from scorers.base import Availability, DecodedImage, Metric, Scorer, WeightsUnavailable, register
 
 HEADS = ("blur", "noise", "jpeg", "color_cast", "watermark")
-WEIGHTS_PATH = Path(__file__).parent / "degradation-v1.pt"
-WEIGHTS_SHA256 = "a37c87f8e47732f7eee3abf8eb155e55d4a6003accac1bee8844a23ba3071d33"
+WEIGHTS_PATH = Path(__file__).parent / "degradation-v2.pt"
+WEIGHTS_SHA256 = "0a32398dd2e0d4a5e1435da4538aad53b2db7d1444196f2a747e204533a581f2"
 # overall = 1 - sum(w * head): the watermark counts most because no classic metric sees it.
 OVERALL_WEIGHTS = {"blur": 0.2, "noise": 0.2, "jpeg": 0.15, "color_cast": 0.15, "watermark": 0.3}
 _DESCRIPTIONS = {
@@ -31,13 +31,13 @@ _DESCRIPTIONS = {
     "noise": "predicted noise intensity (Gaussian or shot noise), 0 = clean",
     "jpeg": "predicted JPEG artefact intensity, 0 = none",
     "color_cast": "predicted colour-cast (white-balance) intensity, 0 = neutral",
-    "watermark": "predicted watermark / logo overlay opacity, 0 = none",
+    "watermark": "probability that a watermark / logo overlay is visible, 0 = none",
 }
 
 
 @register
 class DegradationScorer(Scorer):
-    """Per-defect intensities in 0..1 from the in-project degradation network.
+    """Per-defect intensities (and the watermark's presence) in 0..1 from the in-project degradation network.
 
     The classic scorers already measure blur, noise, JPEG and cast, so those heads carry a small
     default weight; the watermark head is this scorer's unique contribution and weighs fully. The
@@ -45,8 +45,8 @@ class DegradationScorer(Scorer):
     twice)."""
 
     name = "degradation"
-    version = "1"
-    description = "In-project CNN: blur / noise / JPEG / colour-cast / watermark intensities"
+    version = "2"
+    description = "In-project CNN: blur / noise / JPEG / colour-cast intensities, watermark presence"
     input_size = 384
     option_help = {"degradation_weights": "a checkpoint from `python -m scorers.degradation train` "
                                           "(verified against its .sha256 sidecar) instead of the shipped one"}

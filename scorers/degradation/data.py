@@ -13,7 +13,9 @@ Labels (one per head, 0 = absent, 1 = severe), measured at the resolution the ne
 - noise: std at mid-gray / 30 (0..255 scale; Gaussian per channel or luma, constant or shot-like)
 - jpeg: (92 - quality) / 87, quality 5..87
 - color_cast: largest channel-gain deviation / 0.4 (white-balance style gains, random hue)
-- watermark: opacity 0.15..1 of text, logo or logo + text, anywhere, any colour, possibly tiled
+- watermark: opacity 0.15..1 of text, logo or logo + text, anywhere, any colour, possibly tiled;
+  the network is trained on its presence where it is visible (see watermark_cells), so its output
+  is a probability that a mark is there, not an opacity estimate
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from curator import degrade
 from scorers.degradation import HEADS
 
 BLUR, NOISE, JPEG, CAST, MARK = (HEADS.index(h) for h in ("blur", "noise", "jpeg", "color_cast", "watermark"))
+VISIBLE = 12 / 255  # a watermark pixel counts as seen once it changed a channel by this much
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 
 # skimage.data photos (BSD/CC0/public domain per skimage's data README) and matplotlib's
@@ -47,7 +50,7 @@ HELDOUT_PHOTOS = tuple(_SK + n for n in ("rocket.jpg", "gravel.png", "cell.png",
     "gradio:media_assets/images/groot.jpeg", "gradio:media_assets/images/lion.jpg",
     "gradio:test_data/cheetah2.jpg", "insightface:data/images/t1.jpg",
     "insightface:data/images/mask_white.jpg")
-TRAIN_FAMILIES = ("shapes", "clouds", "patterns")
+TRAIN_FAMILIES = ("shapes", "clouds", "patterns", "dead_leaves")
 HELDOUT_FAMILIES = ("landscape",)
 HELDOUT_FONT_PREFIXES = ("LiberationSerif", "DejaVuSansMono")
 
@@ -207,8 +210,40 @@ def _landscape(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return np.asarray(im, np.float32)
 
 
+def _dead_leaves(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """The dead-leaves model: opaque shapes with sizes drawn from p(r) ~ r^-3, stacked until the
+    canvas is covered. Its occlusions, edges and scale-invariance mimic natural photos' statistics
+    (it is a standard stand-in for them), so it gives the network many more kinds of clean
+    structure to tell apart from an overlaid watermark than ten photos can."""
+    pal = _palette(rng, int(rng.integers(3, 7)))
+    im = Image.new("RGB", (w, h), tuple(int(v) for v in pal[0]))
+    draw = ImageDraw.Draw(im)
+    r_min, r_max = rng.uniform(0.006, 0.015) * min(h, w), rng.uniform(0.1, 0.35) * min(h, w)
+    mean_r2 = 2 * np.log(r_max / r_min) / (r_min ** -2 - r_max ** -2)  # E[r^2] under p(r) ~ r^-3
+    n = min(8000, int(3 * h * w / (np.pi * mean_r2)))                  # about 3 layers deep: covered
+    u = rng.random(n)
+    radii = (r_min ** -2 - u * (r_min ** -2 - r_max ** -2)) ** -0.5
+    centres = rng.uniform(-0.1, 1.1, (n, 2)) * (w, h)
+    colours = np.clip(pal[rng.integers(len(pal), size=n)] + rng.normal(0, 25, (n, 3)), 0, 255).astype(int)
+    kinds = rng.integers(3, size=n)
+    for (cx, cy), r, c, kind in zip(centres, radii, colours, kinds):
+        fill = tuple(int(v) for v in c)
+        if kind == 0:
+            draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fill)
+        elif kind == 1:
+            a = rng.uniform(0.4, 1.0)
+            draw.ellipse((cx - r, cy - r * a, cx + r, cy + r * a), fill=fill)
+        else:
+            t = np.sort(rng.uniform(0, 2 * np.pi, int(rng.integers(3, 7))))
+            draw.polygon([(cx + r * np.cos(v), cy + r * np.sin(v)) for v in t], fill=fill)
+    shade = 0.75 + 0.4 * _fractal(rng, h, w, octaves=3)[..., None]
+    out = np.asarray(im, np.float32) * shade
+    return cv2.GaussianBlur(out, (0, 0), float(rng.uniform(0.4, 1.5)))
+
+
 FAMILIES: dict[str, Callable[[np.random.Generator, int, int], np.ndarray]] = {
-    "shapes": _shapes, "clouds": _clouds, "patterns": _patterns, "landscape": _landscape,
+    "shapes": _shapes, "clouds": _clouds, "patterns": _patterns, "dead_leaves": _dead_leaves,
+    "landscape": _landscape,
 }
 
 
@@ -360,7 +395,8 @@ def add_noise(img: np.ndarray, sigma: float, rng: np.random.Generator, chroma: b
 def degrade_random(img: np.ndarray, rng: np.random.Generator, fonts: Sequence[Path | None],
                    p_clean: float = 0.2, p_head: float = 0.4,
                    only: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Apply a random combination of defects; return (image, labels per HEADS, watermark coverage).
+    """Apply a random combination of defects; return (image, labels per HEADS, watermark change):
+    the change is how much the watermark altered each pixel (0..1, before JPEG), None without one.
 
     Order follows a photo's life: white balance, optics / motion, sensor noise, a watermark added
     later, JPEG on saving. Exposure / contrast changes are applied as nuisances with no label, so
@@ -400,43 +436,69 @@ def degrade_random(img: np.ndarray, rng: np.random.Generator, fonts: Sequence[Pa
         sigma = 30.0 * float(labels[NOISE])
         kind = rng.random()
         out = add_noise(out, sigma, rng, chroma=kind < 0.65, shot=kind >= 0.4)
-    alpha = None
+    change = None
     if present[MARK]:
         alpha = random_watermark_alpha(out.shape[:2], rng, fonts)
-        if alpha.sum() < 20:  # drawn entirely off-canvas: no watermark after all
-            alpha = None
-        else:
+        if alpha.sum() >= 20:  # else drawn entirely off-canvas: no watermark after all
             labels[MARK] = rng.uniform(0.15, 1.0)
+            before = out
             out = degrade.blend_overlay(out, alpha, _color(rng), float(labels[MARK]))
+            change = np.abs(out.astype(np.int16) - before).max(axis=2).astype(np.float32) / 255.0
     if present[JPEG]:
         quality = round(92 - 87 * float(np.float32(rng.uniform(0.06, 1.0))))
         labels[JPEG] = (92 - quality) / 87  # the label of the integer quality actually used
         out = degrade.jpeg(out, quality)
-    return out, labels, alpha
+    return out, labels, change
 
 
-def crop_example(img: np.ndarray, labels: np.ndarray, alpha: np.ndarray | None, rng: np.random.Generator,
-                 size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A size x size crop with its labels and a 0/1 mask of which labels are trustworthy.
+@dataclass
+class Example:
+    """One training crop: image, per-head labels and which of them count, and the watermark map's
+    per-cell targets and which cells count."""
+
+    image: np.ndarray
+    labels: np.ndarray
+    mask: np.ndarray
+    cells: np.ndarray
+    cell_mask: np.ndarray
+
+
+def watermark_cells(change: np.ndarray | None, size: int, cell: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-cell targets of the watermark map for a size x size crop of a watermark's `change` map:
+    1 where the mark visibly altered a pixel of the cell (by VISIBLE or more), 0 where it altered
+    none, and masked out where it only faintly touched the cell (an anti-aliased fringe, or a mark
+    the same colour as the background there). Presence, not opacity: a faint mark is still a mark,
+    and a target of 0.15 for one would teach the map that it looks almost clean."""
+    n = -(-size // cell)
+    if change is None:
+        return np.zeros((n, n), np.float32), np.ones((n, n), np.float32)
+    padded = np.zeros((n * cell, n * cell), np.float32)
+    padded[:size, :size] = change
+    peak = padded.reshape(n, cell, n, cell).max(axis=(1, 3))
+    visible = peak >= VISIBLE
+    return visible.astype(np.float32), ((peak == 0) | visible).astype(np.float32)
+
+
+def crop_example(img: np.ndarray, labels: np.ndarray, change: np.ndarray | None, rng: np.random.Generator,
+                 size: int, cell: int = 16) -> Example:
+    """A size x size crop with its labels and watermark cell targets.
 
     Blur, noise, JPEG and cast cover the whole image; the watermark may not. The crop is the best of
-    three positions by watermark coverage; a crop holding a clear share of the mark keeps its label,
-    one holding none is clean, and one holding a sliver is masked out of the loss."""
+    three positions by watermark change. Its image-level watermark label is presence, like the
+    cells': 1 if a cell shows the mark, 0 if the mark altered nothing in the crop, and masked out of
+    the loss if it altered only a fringe."""
     h, w = img.shape[:2]
     cands = [(int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))) for _ in range(3)]
-    mask = np.ones(len(HEADS), np.float32)
-    labels = labels.copy()
-    if alpha is None:
-        y, x = cands[0]
-    else:
-        inside = [float(alpha[y:y + size, x:x + size].sum()) for y, x in cands]
-        best = int(np.argmax(inside))
-        y, x = cands[best]
-        total = float(alpha.sum())
-        if inside[best] >= 0.35 * total or inside[best] >= 250:
-            pass
-        elif inside[best] < 10:
-            labels[MARK] = 0.0
-        else:
-            mask[MARK] = 0.0
-    return np.ascontiguousarray(img[y:y + size, x:x + size]), labels, mask
+    y, x = cands[0]
+    if change is not None:
+        y, x = cands[int(np.argmax([float(change[y:y + size, x:x + size].sum()) for y, x in cands]))]
+        change = change[y:y + size, x:x + size]
+    cells, cell_mask = watermark_cells(change, size, cell)
+    labels, mask = labels.copy(), np.ones(len(HEADS), np.float32)
+    if cells.any():
+        labels[MARK] = 1.0
+    elif cell_mask.all():  # the mark altered nothing in the crop
+        labels[MARK] = 0.0
+    else:                  # only a fringe of it: unsure
+        mask[MARK] = 0.0
+    return Example(np.ascontiguousarray(img[y:y + size, x:x + size]), labels, mask, cells, cell_mask)

@@ -2,10 +2,15 @@
 
 A small fully convolutional net: a strided stem keeps pixel-level evidence (noise grain, 8x8 JPEG
 block edges, watermark strokes), depthwise-separable stages widen the receptive field, and global
-average + max pooling feeds one small sigmoid head per defect. Average pooling suits defects that
-cover the whole image (blur, noise, JPEG, cast); max pooling lets a local watermark in one corner
-still fire. Being fully convolutional, it scores any image size, so the scorer feeds the whole
-resized image rather than crops.
+average + max pooling feeds one small sigmoid head per whole-image defect (blur, noise, JPEG, cast).
+
+A watermark is local (a credit in one corner), so its head is a map instead: one logit per 16 x 16
+pixel cell, from the stride-16 features joined with the (upsampled) stride-32 ones, trained on where
+the mark visibly is (training knows which pixels it changed); the image's watermark logit is the
+map's maximum. Per-cell targets give the net hundreds of labelled locations per image instead of
+one label, which is what lets it learn faint and small marks from synthetic data at all. Being
+fully convolutional, the net scores any image size, so the scorer feeds the whole resized image
+rather than crops.
 
 Checkpoint: a dict {"format", "config", "state_dict"} of tensors and JSON-able values only, so it
 loads with `torch.load(weights_only=True)` and cannot execute code.
@@ -20,8 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
-FORMAT = "curator-degradation-v1"
-DEFAULT_CONFIG: dict[str, Any] = {"widths": [16, 32, 64, 128, 160], "hidden": 64,
+FORMAT = "curator-degradation-v2"
+CELL = 16  # watermark map cell side in input pixels (the stride of the features it reads)
+DEFAULT_CONFIG: dict[str, Any] = {"widths": [16, 48, 96, 192, 256], "hidden": 64,
                                   "heads": ["blur", "noise", "jpeg", "color_cast", "watermark"]}
 MEAN, STD = 0.5, 0.25
 
@@ -47,26 +53,40 @@ class _Separable(nn.Module):
 
 
 class DegradationNet(nn.Module):
-    """Shared backbone, one logit per defect head."""
+    """Shared backbone; pooled heads for whole-image defects, a cell map for the watermark."""
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.config = dict(DEFAULT_CONFIG if config is None else config)
-        w = self.config["widths"]
+        w, heads = self.config["widths"], self.config["heads"]
+        self.mark = heads.index("watermark")
         layers: list[nn.Module] = [_conv(3, w[0], 2), _conv(w[0], w[1], 2), _Separable(w[1], w[1], 1)]
-        for cin, cout in zip(w[1:-1], w[2:]):
+        for cin, cout in zip(w[1:-2], w[2:-1]):
             layers += [_Separable(cin, cout, 2), _Separable(cout, cout, 1)]
-        self.backbone = nn.Sequential(*layers)
+        self.to_stride16 = nn.Sequential(*layers)
+        self.to_stride32 = nn.Sequential(_Separable(w[-2], w[-1], 2), _Separable(w[-1], w[-1], 1))
         self.heads = nn.ModuleList(
             nn.Sequential(nn.Linear(2 * w[-1], self.config["hidden"]), nn.ReLU(inplace=True),
                           nn.Linear(self.config["hidden"], 1))
-            for _ in self.config["heads"])
+            for h in heads if h != "watermark")
+        self.mark_map = nn.Sequential(nn.Conv2d(w[-2] + w[-1], self.config["hidden"], 1), nn.ReLU(inplace=True),
+                                      nn.Conv2d(self.config["hidden"], 1, 1))
+
+    def forward_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (N, 3, H, W) normalised RGB -> ((N, heads) logits, (N, ceil(H/16), ceil(W/16)) watermark
+        cell logits)."""
+        f16 = self.to_stride16(x)
+        f32 = self.to_stride32(f16)
+        pooled = torch.cat([f32.mean(dim=(2, 3)), f32.amax(dim=(2, 3))], dim=1)
+        up = nn.functional.interpolate(f32, size=f16.shape[2:], mode="nearest")
+        cells = self.mark_map(torch.cat([f16, up], dim=1))[:, 0]
+        logits = [head(pooled) for head in self.heads]
+        logits.insert(self.mark, cells.amax(dim=(1, 2))[:, None])
+        return torch.cat(logits, dim=1), cells
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (N, 3, H, W) normalised RGB -> (N, heads) logits."""
-        f = self.backbone(x)
-        pooled = torch.cat([f.mean(dim=(2, 3)), f.amax(dim=(2, 3))], dim=1)
-        return torch.cat([head(pooled) for head in self.heads], dim=1)
+        return self.forward_maps(x)[0]
 
 
 def to_tensor(batch: np.ndarray) -> torch.Tensor:
