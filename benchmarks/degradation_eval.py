@@ -51,7 +51,8 @@ def auc(scores: Sequence[float], positive: Sequence[bool]) -> float:
 
 def heldout_sets(n_mixed: int, n_pairs: int,
                  size: int) -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray], np.ndarray]:
-    """(mixed images, their labels (n, heads), watermark-vs-clean images, is-watermarked)."""
+    """(mixed images, their labels (n, heads), watermark-vs-clean images, their watermark opacity
+    (0 = clean))."""
     pool = ddata.CleanPool.builtin("heldout")
     fonts = ddata.split_fonts("heldout")
     mixed, labels = [], []
@@ -60,14 +61,14 @@ def heldout_sets(n_mixed: int, n_pairs: int,
         img, lab, _ = ddata.degrade_random(pool.canvas(rng, size), rng, fonts)
         mixed.append(img)
         labels.append(lab)
-    pairs, marked = [], []
+    pairs, opacity = [], []
     for i in range(n_pairs):
         rng = np.random.default_rng([EVAL_SEED, 1, i])
         clean = pool.canvas(rng, size)
-        img, _, _ = ddata.degrade_random(clean, rng, fonts, p_clean=0.0, only=("watermark",))
+        img, lab, _ = ddata.degrade_random(clean, rng, fonts, p_clean=0.0, only=("watermark",))
         pairs += [clean, img]
-        marked += [False, True]
-    return mixed, np.array(labels), pairs, np.array(marked)
+        opacity += [0.0, float(lab[HEADS.index("watermark")])]
+    return mixed, np.array(labels), pairs, np.array(opacity)
 
 
 def decoded(images: Sequence[np.ndarray]) -> list[DecodedImage]:
@@ -98,7 +99,8 @@ def fmt(x: float) -> str:
 def run(n_mixed: int, n_pairs: int, n_speed: int, weights: Path | None = None) -> str:
     ours = DegradationScorer(device="cpu", options={"degradation_weights": str(weights)} if weights else None)
     ours.load()
-    mixed, labels, pairs, marked = heldout_sets(n_mixed, n_pairs, ours.input_size or 384)
+    mixed, labels, pairs, opacity = heldout_sets(n_mixed, n_pairs, ours.input_size or 384)
+    marked = opacity > 0
     pred = score_all(ours, mixed)
     n_clean = int((labels.sum(1) == 0).sum())
     lines = [f"Held-out mixed set: {n_mixed} images (sources never trained on; {n_clean} clean), "
@@ -132,6 +134,8 @@ def run(n_mixed: int, n_pairs: int, n_speed: int, weights: Path | None = None) -
             skipped.append(f"{cls.name} ({str(exc).split(' (')[0]})")
             continue
         for metric, values in score_all(scorer, pairs).items():
+            if scorer is ours and metric == "degradation_watermark":
+                mark_scores = values
             if scorer is ours and metric != "degradation_watermark":
                 continue
             ok = ~np.isnan(values)
@@ -150,6 +154,13 @@ def run(n_mixed: int, n_pairs: int, n_speed: int, weights: Path | None = None) -
     lines += [f"| {name} | {metric} | {a:.3f} |" for a, name, metric in rows]
     if skipped:
         lines += ["", "Not compared (unavailable here): " + "; ".join(skipped) + "."]
+    lines += ["", "`degradation_watermark` by the mark's opacity (each band's watermarked images against all the "
+              "clean ones):", "", "| opacity | images | ROC-AUC |", "|---|---|---|"]
+    for lo, hi in ((0.15, 0.3), (0.3, 0.6), (0.6, 1.01)):
+        band = (opacity >= lo) & (opacity < hi)
+        keep = band | ~marked
+        band_auc = auc(mark_scores[keep], band[keep])
+        lines.append(f"| {lo:.2f}..{min(hi, 1.0):.2f} | {int(band.sum())} | {fmt(band_auc)} |")
     lines += ["", f"Throughput on CPU, {n_speed} images of 1024 x 768 in batches of 32, each scorer's own resize "
               "included (the same images for every scorer):", "", "| scorer | images/s |", "|---|---|"]
     lines += [f"| {name} | {ips:.1f} |" for name, ips in speeds]
