@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from pathlib import Path
 
-from curator.paths import data_dir
+from curator.paths import data_dir, slug
 
 
 class AuthError(ValueError):
@@ -60,8 +59,7 @@ def user_dir(user: str | None) -> Path:
     so that two names that clean up alike ('a/b', 'a-b') never share a folder."""
     if user is None:
         return data_dir()
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", user).strip("-.")[:40] or "user"
-    return data_dir() / "users" / f"{slug}-{hashlib.sha256(user.encode()).hexdigest()[:8]}"
+    return data_dir() / "users" / f"{slug(user, 'user')}-{hashlib.sha256(user.encode()).hexdigest()[:8]}"
 
 
 def uploads_dir(user: str | None) -> Path:

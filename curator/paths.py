@@ -18,12 +18,19 @@ def data_dir() -> Path:
     return Path(base) / "curator"
 
 
+def slug(text: str, fallback: str, strip: str = "-.") -> str:
+    """A readable, filesystem-safe folder name from `text`: other characters become '-', the ends
+    lose `strip`, at most 40 characters; `fallback` if nothing is left. Callers add a hash, since
+    different texts can clean up alike."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip(strip)[:40] or fallback
+
+
 def dataset_dir(root: Path | str) -> Path:
     """A folder of Curator's own per dataset root: a readable name plus a hash of the absolute path."""
     root = Path(root).resolve()
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", root.name).strip("-")[:40] or "root"
+    name = slug(root.name, "root", strip="-")
     digest = hashlib.sha256(str(root).encode()).hexdigest()[:10]
-    return data_dir() / "datasets" / f"{slug}-{digest}"
+    return data_dir() / "datasets" / f"{name}-{digest}"
 
 
 def default_db(root: Path | str) -> Path:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from curator.access import uploads_dir
+from curator.paths import slug
 from curator.scan import is_image_name
 
 _COMPLETE = ".curator-upload-complete"
@@ -54,8 +55,7 @@ def extract_zip(zip_path: Path | str, name: str | None = None, dest_parent: Path
     zip_path = Path(zip_path)
     dest_parent = Path(dest_parent) if dest_parent is not None else uploads_dir(None)
     digest = _sha256(zip_path)
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(name or zip_path.name).stem).strip("-.")[:40] or "upload"
-    dest = dest_parent / f"{slug}-{digest[:12]}"
+    dest = dest_parent / f"{slug(Path(name or zip_path.name).stem, 'upload')}-{digest[:12]}"
     if (dest / _COMPLETE).exists():
         return Extracted(dest, sum(1 for p in dest.rglob("*") if p.is_file() and is_image_name(p.name)), reused=True)
     try:
