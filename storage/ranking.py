@@ -15,7 +15,7 @@ from typing import Mapping
 import duckdb
 import pandas as pd
 
-from storage.db import fetch_one, fetch_value, quote_ident, transaction
+from storage.db import fetch_one, get_setting, quote_ident, set_setting, transaction
 from storage.scores import MetricInfo, metric_catalogue
 
 VIEW = "image_scores"
@@ -110,16 +110,12 @@ def ranked(con: duckdb.DuckDBPyConnection, weights: Mapping[str, float] | None =
 
 def saved_weights(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
     """The user's weights saved with the dataset (empty if none)."""
-    value = fetch_value(con.cursor(), "SELECT value FROM settings WHERE key = 'weights'")
-    return {k: float(v) for k, v in json.loads(value).items()} if value else {}
+    return {k: float(v) for k, v in (get_setting(con, "weights") or {}).items()}
 
 
 def save_weights(con: duckdb.DuckDBPyConnection, weights: Mapping[str, float]) -> None:
     validate_weights(metric_catalogue(con), weights)
-    con.cursor().execute(
-        "INSERT INTO settings VALUES ('weights', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        [json.dumps(dict(weights), sort_keys=True)],
-    )
+    set_setting(con, "weights", dict(sorted(weights.items())))
 
 
 # -- the normalised cache ----------------------------------------------------------------------------
