@@ -348,7 +348,7 @@ class Dashboard:
     def _status(self, ds: OpenDataset) -> dict[Any, Any]:
         return {
             self.counts: render.counts_html(decisions.counts(ds.con)),
-            self.progress: render.progress_html(ds.progress(), ds.problem()),
+            self.progress: _progress_html(ds),
         }
 
     def _thresholds_view(self, ds: OpenDataset, view: browse.View, columns: list[str], column: str
@@ -539,7 +539,7 @@ class Dashboard:
         if ds is None:
             return gr.skip()
         ds.cancel_scoring()
-        return render.progress_html(ds.progress(), ds.problem())
+        return _progress_html(ds)
 
     def on_resume(self, request: gr.Request, key: str) -> str:
         """Score what is not scored yet: after a stop, a full disk, or the folder coming back."""
@@ -548,7 +548,7 @@ class Dashboard:
             return gr.skip()
         if not ds.start_scoring():
             gr.Info("Scoring is already running.")
-        return render.progress_html(ds.progress(), ds.problem())
+        return _progress_html(ds)
 
     def on_reference(self, request: gr.Request, key: str, folder: str) -> dict:
         ds = self.workspace.get(key, user_of(request))
@@ -562,7 +562,7 @@ class Dashboard:
             used = ds.set_reference(folder)
         except ValueError as e:   # AccessDenied included
             raise gr.Error(str(e)) from None
-        return {self.reference_box: str(used), self.progress: render.progress_html(ds.progress(), ds.problem()),
+        return {self.reference_box: str(used), self.progress: _progress_html(ds),
                 self.dataset_info: f"Identity references: <code>{render.escape(str(used))}</code>; scoring again."}
 
     def on_open_folder(self, request: gr.Request, *args) -> dict:
@@ -615,6 +615,10 @@ class Dashboard:
         ctx.ds, ctx.view = ds, browse.View(weights=weights)
         return {**self._render(ctx, 1, self._first), **self._slider_values(weights), self.key: ds.key,
                 self.thresholds: {}, self.dataset_info: note, self.reference_box: str(ds.reference() or "")}
+
+
+def _progress_html(ds: OpenDataset) -> str:
+    return render.progress_html(ds.progress(), ds.problem())
 
 
 def _session(request: gr.Request | None) -> str:
