@@ -20,11 +20,10 @@ from pathlib import Path
 import pytest
 
 from storage.db import connect, get_setting
+from tests.browser import needs_chromium
 from tests.images import many_small
 from tests.live_app import LiveApp
 from tests.test_ui_browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     classic_scorers,
     counts,
     selected_id,
@@ -32,8 +31,8 @@ from tests.test_ui_browser import (
     wait_selected_change,
 )
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's Chromium (/usr/bin/chromium) is not installed")
-playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+pytestmark = needs_chromium
+pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 
 N = 2000
 # The cheap classic scorers plus BRISQUE (slow enough at ~80 images/s on two cores that the kill lands
@@ -55,14 +54,6 @@ def servers():
     yield started
     for server in started:
         server.kill()
-
-
-@pytest.fixture
-def browser():
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def progress(page) -> tuple[str, int, int, int]:

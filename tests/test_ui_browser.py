@@ -15,17 +15,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import needs_chromium
 from tests.live_app import REPO, LiveApp
 
-CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's Chromium (/usr/bin/chromium) is not installed")
-playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+pytestmark = needs_chromium
+pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 
 ARTIFACTS = REPO / "test-artifacts"
 N_IMAGES = 40
 N_EXTRA = 12
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
 
 
 def make_dataset(root: Path) -> None:
@@ -97,14 +95,6 @@ def app(tmp_path_factory):
     app.start()
     yield app
     app.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 # -- reading the page -------------------------------------------------------------------------------

@@ -13,15 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import needs_chromium
 from tests.live_app import REPO, app_env, free_port, start_app, stop_app
 
-CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's Chromium (/usr/bin/chromium) is not installed")
-playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+pytestmark = needs_chromium
+pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 
 ARTIFACTS = REPO / "test-artifacts"   # screenshots, not committed
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
 SHOTS, FRAMES, SINGLES = 3, 5, 2
 
 
@@ -68,57 +66,54 @@ def gallery_captions(page, elem_id: str) -> list[str]:
     return page.eval_on_selector_all(f"#{elem_id} .thumbnail-item img", "els => els.map(e => e.alt)")
 
 
-def test_dedupe_select_export_and_download(app_url: str, tmp_path: Path) -> None:
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1600, "height": 1200}, accept_downloads=True)
-        page.goto(app_url)
-        page.wait_for_selector(".cur-progress[data-state='done']", timeout=60_000)
-        page.get_by_text("Near-duplicates · selection · export").click()
+def test_dedupe_select_export_and_download(app_url: str, tmp_path: Path, browser) -> None:
+    page = browser.new_page(viewport={"width": 1600, "height": 1200}, accept_downloads=True)
+    page.goto(app_url)
+    page.wait_for_selector(".cur-progress[data-state='done']", timeout=60_000)
+    page.get_by_text("Near-duplicates · selection · export").click()
 
-        # Near-duplicates: every shot is one cluster, shown side by side with its best member marked.
-        page.locator("#cur-dup-find").click()
-        page.wait_for_selector(f".cur-dup-summary[data-clusters='{SHOTS}']", timeout=30_000)
-        page.wait_for_function(f"() => document.querySelectorAll('#cur-cluster .thumbnail-item').length == {FRAMES}")
-        members = gallery_captions(page, "cur-cluster")
-        assert members[0].startswith("★ best") and not any(c.startswith("★") for c in members[1:])
-        assert len({c.split(" · ")[-1].split("/")[0] for c in members}) == 1   # all from one shot
-        shot(page, "11-near-duplicates")
+    # Near-duplicates: every shot is one cluster, shown side by side with its best member marked.
+    page.locator("#cur-dup-find").click()
+    page.wait_for_selector(f".cur-dup-summary[data-clusters='{SHOTS}']", timeout=30_000)
+    page.wait_for_function(f"() => document.querySelectorAll('#cur-cluster .thumbnail-item').length == {FRAMES}")
+    members = gallery_captions(page, "cur-cluster")
+    assert members[0].startswith("★ best") and not any(c.startswith("★") for c in members[1:])
+    assert len({c.split(" · ")[-1].split("/")[0] for c in members}) == 1   # all from one shot
+    shot(page, "11-near-duplicates")
 
-        # One click keeps the best of each cluster; the review counts follow; its Undo reverts it.
-        rejected = SHOTS * (FRAMES - 1)
-        page.locator("#cur-keep-best").click()
-        page.wait_for_selector(f".cur-dup-summary[data-rejected='{rejected}']", timeout=30_000)
-        wait_count(page, "rej", rejected)
-        page.locator("#cur-keep-best-undo").click()
-        page.wait_for_selector(f".cur-dup-summary[data-restored='{rejected}']", timeout=30_000)
-        wait_count(page, "rej", 0)
-        page.locator("#cur-keep-best").click()
-        wait_count(page, "rej", rejected)
+    # One click keeps the best of each cluster; the review counts follow; its Undo reverts it.
+    rejected = SHOTS * (FRAMES - 1)
+    page.locator("#cur-keep-best").click()
+    page.wait_for_selector(f".cur-dup-summary[data-rejected='{rejected}']", timeout=30_000)
+    wait_count(page, "rej", rejected)
+    page.locator("#cur-keep-best-undo").click()
+    page.wait_for_selector(f".cur-dup-summary[data-restored='{rejected}']", timeout=30_000)
+    wait_count(page, "rej", 0)
+    page.locator("#cur-keep-best").click()
+    wait_count(page, "rej", rejected)
 
-        # Selection: a diverse preview of what is left (one per shot plus the singles).
-        page.get_by_role("tab", name="Selection").click()
-        page.locator("#cur-sel-k input").fill(str(SHOTS + SINGLES))
-        page.locator("#cur-sel-preview").click()
-        page.wait_for_selector(f".cur-sel-summary[data-count='{SHOTS + SINGLES}']", timeout=30_000)
-        page.locator("#cur-sel-propose").click()                  # proposed as accepted, then undone
-        wait_count(page, "acc", SHOTS + SINGLES)
-        page.locator("#cur-sel-undo").click()
-        wait_count(page, "acc", 0)
+    # Selection: a diverse preview of what is left (one per shot plus the singles).
+    page.get_by_role("tab", name="Selection").click()
+    page.locator("#cur-sel-k input").fill(str(SHOTS + SINGLES))
+    page.locator("#cur-sel-preview").click()
+    page.wait_for_selector(f".cur-sel-summary[data-count='{SHOTS + SINGLES}']", timeout=30_000)
+    page.locator("#cur-sel-propose").click()                  # proposed as accepted, then undone
+    wait_count(page, "acc", SHOTS + SINGLES)
+    page.locator("#cur-sel-undo").click()
+    wait_count(page, "acc", 0)
 
-        # Export the previewed selection and download the zip.
-        page.get_by_role("tab", name="Export").click()
-        page.get_by_label("the previewed selection").check()
-        page.locator("#cur-exp-trigger textarea").fill("ohwx")
-        page.locator("#cur-exp-class textarea").fill("woman")
-        page.locator("#cur-export-run").click()
-        page.wait_for_selector(f".cur-export-report[data-images='{SHOTS + SINGLES}']", timeout=60_000)
-        shot(page, "12-export")
-        with page.expect_download(timeout=30_000) as download:
-            page.locator("#cur-export-download").click()
-        saved = tmp_path / "export.zip"
-        download.value.save_as(saved)
-        browser.close()
+    # Export the previewed selection and download the zip.
+    page.get_by_role("tab", name="Export").click()
+    page.get_by_label("the previewed selection").check()
+    page.locator("#cur-exp-trigger textarea").fill("ohwx")
+    page.locator("#cur-exp-class textarea").fill("woman")
+    page.locator("#cur-export-run").click()
+    page.wait_for_selector(f".cur-export-report[data-images='{SHOTS + SINGLES}']", timeout=60_000)
+    shot(page, "12-export")
+    with page.expect_download(timeout=30_000) as download:
+        page.locator("#cur-export-download").click()
+    saved = tmp_path / "export.zip"
+    download.value.save_as(saved)
 
     with zipfile.ZipFile(saved) as zf:
         names = set(zf.namelist())
