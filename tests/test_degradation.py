@@ -4,6 +4,8 @@ run on CPU in well under a second per batch."""
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ from scorers.degradation import HEADS, WEIGHTS_PATH, DegradationScorer, net, tra
 from scorers.degradation import data as ddata
 from tests.images import photo
 
+REPO = Path(__file__).resolve().parents[1]
 METRICS = [f"degradation_{h}" for h in HEADS] + ["degradation_overall"]
 
 
@@ -115,6 +118,30 @@ def test_tiny_training_run_writes_a_loadable_reproducible_checkpoint(tmp_path: P
     assert s.run_version() != DegradationScorer().run_version()
     rows = s.score_batch(_decoded([_clean(1)]))
     assert sorted(rows[0]) == sorted(METRICS)
+
+
+_WORKER_RUN = """
+import sys, cv2, numpy as np
+from pathlib import Path
+from scorers.degradation import data as ddata, train
+big = np.random.default_rng(0).integers(0, 256, (2400, 3200, 3)).astype(np.uint8)
+cv2.resize(big, (1600, 1200), interpolation=cv2.INTER_AREA)  # starts OpenCV's threads, as loading a big photo does
+pool = ddata.CleanPool([big], ("shapes",))
+kw = dict(steps=2, batch=2, crop=64, lr=1e-3, seed=3, threads=1, log_every=1)
+print(train.train(pool, Path(sys.argv[1]) / "w1.pt", workers=1, **kw))
+print(train.train(pool, Path(sys.argv[1]) / "w0.pt", workers=0, **kw))
+"""
+
+
+def test_training_with_a_worker_process_matches_in_process(tmp_path: Path) -> None:
+    """The command's default (one data worker) after OpenCV has threads running in the parent, as
+    after loading a large --clean-dir photo: a forked worker hung there; the spawned one finishes
+    and gives the same checkpoint as generating the data in-process."""
+    done = subprocess.run([sys.executable, "-c", _WORKER_RUN, str(tmp_path)], capture_output=True, text=True,
+                          timeout=180, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]
+    digests = [line.split()[-1] for line in done.stdout.splitlines() if line.startswith("wrote")]
+    assert len(digests) == 2 and digests[0] == digests[1]
 
 
 def test_degradation_labels_follow_the_applied_defects() -> None:

@@ -107,8 +107,11 @@ def _train(pool: ddata.CleanPool, out: Path, steps: int, batch: int, crop: int, 
     model = net.DegradationNet()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     data = SyntheticDegradations(pool, steps * batch, seed, crop)
+    # Workers are spawned, not forked: a fork inherits OpenCV's thread pool once the parent has
+    # resized a large photo (a --clean-dir JPEG is halved on loading) and hangs on its first resize.
     loader = DataLoader(data, batch_size=batch, shuffle=False, num_workers=workers,
-                        worker_init_fn=_worker_init if workers else None, persistent_workers=False)
+                        worker_init_fn=_worker_init if workers else None, persistent_workers=False,
+                        multiprocessing_context="spawn" if workers else None)
     params = sum(p.numel() for p in model.parameters())
     print(f"training {params:,} parameters for {steps} steps of {batch} x {crop}px on "
           f"{len(pool.photos)} photos + families {list(pool.families)}", flush=True)
