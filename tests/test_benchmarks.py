@@ -28,3 +28,4 @@ def test_degradation_eval_runs_on_a_few_images() -> None:
 
     report = degradation_eval.run(8, 4, 4)
     assert "| watermark |" in report and "`degradation_watermark`" in report
+    assert "| clean source |" in report

@@ -265,27 +265,36 @@ class CleanPool:
     photos: list[np.ndarray]
     families: Sequence[str]
     photo_share: float = 0.6
+    names: Sequence[str] = ()  # one per photo, for reports; "photo <i>" where not given
 
     @classmethod
     def builtin(cls, split: str, extra: Sequence[np.ndarray] = (), use_builtin_photos: bool = True) -> CleanPool:
         specs = (TRAIN_PHOTOS if split == "train" else HELDOUT_PHOTOS) if use_builtin_photos else ()
-        photos = [p for p in (load_photo(s) for s in specs) if p is not None] + list(extra)
-        return cls(photos, TRAIN_FAMILIES if split == "train" else HELDOUT_FAMILIES)
+        found = [(s.rsplit("/", 1)[-1], p) for s, p in ((s, load_photo(s)) for s in specs) if p is not None]
+        return cls([p for _, p in found] + list(extra), TRAIN_FAMILIES if split == "train" else HELDOUT_FAMILIES,
+                   names=[n for n, _ in found])
 
     def canvas(self, rng: np.random.Generator, long_side: int, min_short: int = 0) -> np.ndarray:
         """A clean image with its longer side at most `long_side`, never upscaled."""
+        return self.draw(rng, long_side, min_short)[0]
+
+    def draw(self, rng: np.random.Generator, long_side: int, min_short: int = 0) -> tuple[np.ndarray, str]:
+        """canvas() and the name of its source (a photo's, or the procedural family's)."""
         if self.photos and (not self.families or rng.random() < self.photo_share):
-            img = _crop_photo(self.photos[int(rng.integers(len(self.photos)))], rng, long_side, min_short)
+            i = int(rng.integers(len(self.photos)))
+            source = self.names[i] if i < len(self.names) else f"photo {i}"
+            img = _crop_photo(self.photos[i], rng, long_side, min_short)
         else:
             aspect = rng.choice([1.0, 4 / 3, 3 / 2, 16 / 9])
             short = max(min_short, round(long_side / aspect))
             h, w = (short, long_side) if rng.random() < 0.6 else (long_side, short)
-            img = procedural(self.families[int(rng.integers(len(self.families)))], rng, h, w)
+            source = self.families[int(rng.integers(len(self.families)))]
+            img = procedural(source, rng, h, w)
             # Real photos are never perfectly flat; a trace of grain keeps "noise-free" honest.
             img = add_noise(img, float(rng.uniform(0, 1.0)), rng, chroma=True)
         if rng.random() < 0.5:
             img = img[:, ::-1]
-        return _photometric(np.ascontiguousarray(img), rng)
+        return _photometric(np.ascontiguousarray(img), rng), source
 
 
 def _crop_photo(photo: np.ndarray, rng: np.random.Generator, long_side: int, min_short: int) -> np.ndarray:
