@@ -166,12 +166,12 @@ def run(n_mixed: int, n_pairs: int, n_speed: int, weights: Path | None = None) -
               "them, and the ROC-AUC of all the watermarked images against just these clean ones (a source the "
               "head mistakes for marks pulls the overall figure down):", "",
               "| clean source | images | median score | 90th percentile | ROC-AUC |", "|---|---|---|---|---|"]
-    clean_src = np.array(sources)[~marked]
-    for source in sorted(set(clean_src)):
-        mine = mark_scores[~marked][clean_src == source]
-        vs_all = auc(np.r_[mine, mark_scores[marked]], np.r_[np.zeros(len(mine), bool), np.ones(marked.sum(), bool)])
-        lines.append(f"| {source} | {len(mine)} | {np.median(mine):.3f} | {np.quantile(mine, 0.9):.3f} "
-                     f"| {fmt(vs_all)} |")
+    src = np.array(sources)
+    for source in sorted(set(src[~marked])):
+        mine = ~marked & (src == source)
+        keep = marked | mine   # as for the opacity bands: all marked images against this source's clean ones
+        lines.append(f"| {source} | {int(mine.sum())} | {np.median(mark_scores[mine]):.3f} "
+                     f"| {np.quantile(mark_scores[mine], 0.9):.3f} | {fmt(auc(mark_scores[keep], marked[keep]))} |")
     lines += ["", f"Throughput on CPU, {n_speed} images of 1024 x 768 in batches of 32, each scorer's own resize "
               "included (the same images for every scorer):", "", "| scorer | images/s |", "|---|---|"]
     lines += [f"| {name} | {ips:.1f} |" for name, ips in speeds]

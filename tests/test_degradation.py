@@ -128,8 +128,8 @@ big = np.random.default_rng(0).integers(0, 256, (2400, 3200, 3)).astype(np.uint8
 cv2.resize(big, (1600, 1200), interpolation=cv2.INTER_AREA)  # starts OpenCV's threads, as loading a big photo does
 pool = ddata.CleanPool([big], ("shapes",))
 kw = dict(steps=2, batch=2, crop=64, lr=1e-3, seed=3, threads=1, log_every=1)
-print(train.train(pool, Path(sys.argv[1]) / "w1.pt", workers=1, **kw))
-print(train.train(pool, Path(sys.argv[1]) / "w0.pt", workers=0, **kw))
+train.train(pool, Path(sys.argv[1]) / "w1.pt", workers=1, **kw)  # each prints "wrote ... sha256 <digest>"
+train.train(pool, Path(sys.argv[1]) / "w0.pt", workers=0, **kw)
 """
 
 
