@@ -128,15 +128,15 @@ big = np.random.default_rng(0).integers(0, 256, (2400, 3200, 3)).astype(np.uint8
 cv2.resize(big, (1600, 1200), interpolation=cv2.INTER_AREA)  # starts OpenCV's threads, as loading a big photo does
 pool = ddata.CleanPool([big], ("shapes",))
 kw = dict(steps=2, batch=2, crop=64, lr=1e-3, seed=3, threads=1, log_every=1)
-train.train(pool, Path(sys.argv[1]) / "w1.pt", workers=1, **kw)  # each prints "wrote ... sha256 <digest>"
+train.train(pool, Path(sys.argv[1]) / "w2.pt", workers=2, **kw)  # each prints "wrote ... sha256 <digest>"
 train.train(pool, Path(sys.argv[1]) / "w0.pt", workers=0, **kw)
 """
 
 
-def test_training_with_a_worker_process_matches_in_process(tmp_path: Path) -> None:
-    """The command's default (one data worker) after OpenCV has threads running in the parent, as
-    after loading a large --clean-dir photo: a forked worker hung there; the spawned one finishes
-    and gives the same checkpoint as generating the data in-process."""
+def test_training_with_worker_processes_matches_in_process(tmp_path: Path) -> None:
+    """The command's default (two data workers, taking turns at batches) after OpenCV has threads
+    running in the parent, as after loading a large --clean-dir photo: a forked worker hung there;
+    spawned ones finish and give the same checkpoint as generating the data in-process."""
     done = subprocess.run([sys.executable, "-c", _WORKER_RUN, str(tmp_path)], capture_output=True, text=True,
                           timeout=180, cwd=REPO)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -181,3 +181,28 @@ def test_crop_label_is_presence_of_the_mark_inside_the_crop() -> None:
     change[-3:, 190:193] = 0.01              # only a faint fringe, inside every 288 px crop
     ex = ddata.crop_example(img, labels, change, np.random.default_rng(0), 288)
     assert ex.mask[k] == 0 and not ex.cells.any()
+
+
+def test_collage_cuts_shapes_from_the_photos_without_adding_a_cast() -> None:
+    """From a black and a white photo: both show (a collage of several layers), shape edges are
+    anti-aliased (values in between), and every pixel stays neutral gray, since turning, scaling
+    and permuting channels never tint a gray, so collages cannot teach the cast head that a tint is
+    clean."""
+    photos = [np.zeros((300, 400, 3), np.uint8), np.full((300, 400, 3), 255, np.uint8)]
+    for seed in range(3):
+        img = ddata.collage(photos, np.random.default_rng(seed), 120, 160)
+        assert img.shape == (120, 160, 3) and img.dtype == np.uint8
+        assert np.array_equal(img, ddata.collage(photos, np.random.default_rng(seed), 120, 160))
+        assert (img[..., 0] == img[..., 1]).all() and (img[..., 1] == img[..., 2]).all()
+        assert (img < 10).any() and (img > 100).any() and ((img > 20) & (img < 130)).any()
+
+
+def test_training_pool_draws_collages_and_the_heldout_pool_never_does() -> None:
+    def sources(pool: ddata.CleanPool) -> set[str]:
+        return {pool.draw(np.random.default_rng(i), 96)[1] for i in range(40)}
+
+    train_pool = ddata.CleanPool([photo(1, (320, 240)), photo(2, (300, 300))], ("shapes",),
+                                 collage_share=ddata.COLLAGE_SHARE)
+    assert "collage" in sources(train_pool) and "shapes" in sources(train_pool)
+    assert ddata.CleanPool.builtin("heldout").collage_share == 0
+    assert "collage" not in sources(ddata.CleanPool([photo(1, (320, 240))], ("shapes",)))

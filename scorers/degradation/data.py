@@ -9,7 +9,8 @@ not seen in any form: different photos, a procedural family absent from training
 fonts for the watermarks.
 
 Labels (one per head, 0 = absent, 1 = severe), measured at the resolution the network sees:
-- blur: equivalent Gaussian sigma / 4 px (Gaussian, motion, defocus, or an upscaled small image)
+- blur: equivalent Gaussian sigma / 4 px (Gaussian, motion, defocus, or an upscaled small image);
+  a collage's sharp subject before a blurred background counts as sharp, as in a photo
 - noise: std at mid-gray / 30 (0..255 scale; Gaussian per channel or luma, constant or shot-like)
 - jpeg: (92 - quality) / 87, quality 5..87
 - color_cast: largest channel-gain deviation / 0.4 (white-balance style gains, random hue)
@@ -51,6 +52,7 @@ HELDOUT_PHOTOS = tuple(_SK + n for n in ("rocket.jpg", "gravel.png", "cell.png",
     "gradio:test_data/cheetah2.jpg", "insightface:data/images/t1.jpg",
     "insightface:data/images/mask_white.jpg")
 TRAIN_FAMILIES = ("shapes", "clouds", "patterns", "dead_leaves")
+COLLAGE_SHARE = 0.5  # of the photo draws in training, the share that are collages of photo textures
 HELDOUT_FAMILIES = ("landscape",)
 HELDOUT_FONT_PREFIXES = ("LiberationSerif", "DejaVuSansMono")
 
@@ -241,6 +243,75 @@ def _dead_leaves(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return cv2.GaussianBlur(out, (0, 0), float(rng.uniform(0.4, 1.5)))
 
 
+def _texture_layer(photo: np.ndarray, rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """An h x w texture from a photo (uint8): a region of random scale area-reduced to the canvas
+    (enlarged only when the photo is smaller than it), turned by a multiple of 90 degrees, channels
+    possibly permuted (grays stay gray, so no colour cast is introduced)."""
+    turns = int(rng.integers(4))
+    th, tw = (h, w) if turns % 2 == 0 else (w, h)  # the canvas in the photo's own orientation
+    ph, pw = photo.shape[:2]
+    fit = min(ph / th, pw / tw)
+    zoom = float(np.exp(rng.uniform(0.0, np.log(fit)))) if fit > 1 else fit
+    rh, rw = max(1, int(th * zoom)), max(1, int(tw * zoom))
+    y, x = int(rng.integers(0, ph - rh + 1)), int(rng.integers(0, pw - rw + 1))
+    shrink = cv2.INTER_AREA if zoom >= 1 else cv2.INTER_CUBIC
+    layer = cv2.resize(photo[y:y + rh, x:x + rw], (tw, th), interpolation=shrink)
+    layer = np.rot90(layer, turns)
+    if rng.random() < 0.5:
+        layer = layer[..., rng.permutation(3)]
+    return np.ascontiguousarray(layer)
+
+
+def _soften(layer: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A strongly blurred background: defocus (Gaussian) or panning (motion along a line)."""
+    if rng.random() < 0.5:
+        return cv2.GaussianBlur(layer, (0, 0), float(rng.uniform(2.0, 8.0)))
+    return degrade.motion_blur(layer, int(rng.integers(8, 41)), float(rng.uniform(0, 180)))
+
+
+def collage(photos: Sequence[np.ndarray], rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """Dead leaves cut from photo textures: shapes (sizes ~ r^-3, as in _dead_leaves) each filled
+    with one of a few texture layers taken from the training photos at random scales, turns and
+    channel orders. Ten photos show only ten arrangements of their textures; a collage puts fur,
+    grass, brick, hair and fabric next to each other in endless new ones, so the network sees far
+    more kinds of clean, detailed structure to tell apart from an overlaid mark. Half the time the
+    bottom layer is blurred and shows through: a sharp subject before a defocused or panned
+    background, which a network that has only seen uniformly sharp clean images takes for an
+    overlaid logo. Shape edges are drawn at 2x and area-reduced, anti-aliased like a photo's."""
+    k = int(rng.integers(3, 7))
+    layers = [_texture_layer(photos[int(rng.integers(len(photos)))], rng, h, w) for _ in range(k)]
+    gains = rng.uniform(0.6, 1.25, k)  # brightness of each layer
+    soft = rng.random() < 0.5
+    if soft:  # sharp subjects in front of a soft background, as with depth of field or panning
+        layers[0] = _soften(layers[0], rng)
+    index = Image.new("L", (2 * w, 2 * h), 0)
+    draw = ImageDraw.Draw(index)
+    side = 2 * min(h, w)
+    if soft:  # a few large subjects, the background showing around them
+        n = int(rng.integers(1, 5))
+        radii = rng.uniform(0.12, 0.4, n) * side
+    else:     # covered about three layers deep, as in _dead_leaves
+        r_min, r_max = rng.uniform(0.03, 0.08) * side, rng.uniform(0.25, 0.6) * side
+        mean_r2 = 2 * np.log(r_max / r_min) / (r_min ** -2 - r_max ** -2)
+        n = min(400, int(3 * 4 * h * w / (np.pi * mean_r2)))
+        radii = (r_min ** -2 - rng.random(n) * (r_min ** -2 - r_max ** -2)) ** -0.5
+    centres = rng.uniform(-0.1, 1.1, (n, 2)) * (2 * w, 2 * h)
+    for (cx, cy), r in zip(centres, radii):
+        fill = int(rng.integers(1, k)) if soft else int(rng.integers(k))
+        if rng.random() < 0.5:
+            a = rng.uniform(0.4, 1.0)
+            draw.ellipse((cx - r, cy - r * a, cx + r, cy + r * a), fill=fill)
+        else:
+            t = np.sort(rng.uniform(0, 2 * np.pi, int(rng.integers(3, 7))))
+            draw.polygon([(cx + r * np.cos(v), cy + r * np.sin(v)) for v in t], fill=fill)
+    idx = np.asarray(index)
+    out = np.zeros((h, w, 3), np.float32)
+    for i, layer in enumerate(layers):  # each layer's coverage (0..255 after the 2x area-reduction) x gain
+        cover = cv2.resize(cv2.compare(idx, i, cv2.CMP_EQ), (w, h), interpolation=cv2.INTER_AREA)
+        out += (cover * np.float32(gains[i] / 255))[..., None] * layer
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
 FAMILIES: dict[str, Callable[[np.random.Generator, int, int], np.ndarray]] = {
     "shapes": _shapes, "clouds": _clouds, "patterns": _patterns, "dead_leaves": _dead_leaves,
     "landscape": _landscape,
@@ -266,28 +337,31 @@ class CleanPool:
     families: Sequence[str]
     photo_share: float = 0.6
     names: Sequence[str] = ()  # one per photo, for reports; "photo <i>" where not given
+    collage_share: float = 0.0  # of the photo draws, the share that are collages of them (see collage)
 
     @classmethod
     def builtin(cls, split: str, extra: Sequence[np.ndarray] = (), use_builtin_photos: bool = True) -> CleanPool:
         specs = (TRAIN_PHOTOS if split == "train" else HELDOUT_PHOTOS) if use_builtin_photos else ()
         found = [(s.rsplit("/", 1)[-1], p) for s, p in ((s, load_photo(s)) for s in specs) if p is not None]
-        return cls([p for _, p in found] + list(extra), TRAIN_FAMILIES if split == "train" else HELDOUT_FAMILIES,
-                   names=[n for n, _ in found])
+        train = split == "train"
+        return cls([p for _, p in found] + list(extra), TRAIN_FAMILIES if train else HELDOUT_FAMILIES,
+                   names=[n for n, _ in found], collage_share=COLLAGE_SHARE if train else 0.0)
 
     def canvas(self, rng: np.random.Generator, long_side: int, min_short: int = 0) -> np.ndarray:
         """A clean image with its longer side at most `long_side`, never upscaled."""
         return self.draw(rng, long_side, min_short)[0]
 
     def draw(self, rng: np.random.Generator, long_side: int, min_short: int = 0) -> tuple[np.ndarray, str]:
-        """canvas() and the name of its source (a photo's, or the procedural family's)."""
+        """canvas() and the name of its source (a photo's, "collage", or the procedural family's)."""
         if self.photos and (not self.families or rng.random() < self.photo_share):
-            i = int(rng.integers(len(self.photos)))
-            source = self.names[i] if i < len(self.names) else f"photo {i}"
-            img = _crop_photo(self.photos[i], rng, long_side, min_short)
+            if self.collage_share and rng.random() < self.collage_share:
+                source, img = "collage", collage(self.photos, rng, *_canvas_shape(rng, long_side, min_short))
+            else:
+                i = int(rng.integers(len(self.photos)))
+                source = self.names[i] if i < len(self.names) else f"photo {i}"
+                img = _crop_photo(self.photos[i], rng, long_side, min_short)
         else:
-            aspect = rng.choice([1.0, 4 / 3, 3 / 2, 16 / 9])
-            short = max(min_short, round(long_side / aspect))
-            h, w = (short, long_side) if rng.random() < 0.6 else (long_side, short)
+            h, w = _canvas_shape(rng, long_side, min_short)
             source = self.families[int(rng.integers(len(self.families)))]
             img = procedural(source, rng, h, w)
             # Real photos are never perfectly flat; a trace of grain keeps "noise-free" honest.
@@ -295,6 +369,13 @@ class CleanPool:
         if rng.random() < 0.5:
             img = img[:, ::-1]
         return _photometric(np.ascontiguousarray(img), rng), source
+
+
+def _canvas_shape(rng: np.random.Generator, long_side: int, min_short: int) -> tuple[int, int]:
+    """(h, w) of a generated canvas: a common aspect ratio, landscape 60% of the time."""
+    aspect = rng.choice([1.0, 4 / 3, 3 / 2, 16 / 9])
+    short = max(min_short, round(long_side / aspect))
+    return (short, long_side) if rng.random() < 0.6 else (long_side, short)
 
 
 def _crop_photo(photo: np.ndarray, rng: np.random.Generator, long_side: int, min_short: int) -> np.ndarray:
