@@ -212,6 +212,14 @@ def _landscape(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return np.asarray(im, np.float32)
 
 
+def _leaf_radii(rng: np.random.Generator, r_min: float, r_max: float, area: int, cap: int) -> np.ndarray:
+    """Radii drawn from p(r) ~ r^-3 on [r_min, r_max], as many as cover `area` about three layers
+    deep (at most `cap`)."""
+    mean_r2 = 2 * np.log(r_max / r_min) / (r_min ** -2 - r_max ** -2)  # E[r^2] under p(r) ~ r^-3
+    n = min(cap, int(3 * area / (np.pi * mean_r2)))
+    return (r_min ** -2 - rng.random(n) * (r_min ** -2 - r_max ** -2)) ** -0.5
+
+
 def _dead_leaves(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """The dead-leaves model: opaque shapes with sizes drawn from p(r) ~ r^-3, stacked until the
     canvas is covered. Its occlusions, edges and scale-invariance mimic natural photos' statistics
@@ -221,10 +229,8 @@ def _dead_leaves(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     im = Image.new("RGB", (w, h), tuple(int(v) for v in pal[0]))
     draw = ImageDraw.Draw(im)
     r_min, r_max = rng.uniform(0.006, 0.015) * min(h, w), rng.uniform(0.1, 0.35) * min(h, w)
-    mean_r2 = 2 * np.log(r_max / r_min) / (r_min ** -2 - r_max ** -2)  # E[r^2] under p(r) ~ r^-3
-    n = min(8000, int(3 * h * w / (np.pi * mean_r2)))                  # about 3 layers deep: covered
-    u = rng.random(n)
-    radii = (r_min ** -2 - u * (r_min ** -2 - r_max ** -2)) ** -0.5
+    radii = _leaf_radii(rng, r_min, r_max, h * w, 8000)
+    n = len(radii)
     centres = rng.uniform(-0.1, 1.1, (n, 2)) * (w, h)
     colours = np.clip(pal[rng.integers(len(pal), size=n)] + rng.normal(0, 25, (n, 3)), 0, 255).astype(int)
     kinds = rng.integers(3, size=n)
@@ -288,14 +294,10 @@ def collage(photos: Sequence[np.ndarray], rng: np.random.Generator, h: int, w: i
     draw = ImageDraw.Draw(index)
     side = 2 * min(h, w)
     if soft:  # a few large subjects, the background showing around them
-        n = int(rng.integers(1, 5))
-        radii = rng.uniform(0.12, 0.4, n) * side
+        radii = rng.uniform(0.12, 0.4, int(rng.integers(1, 5))) * side
     else:     # covered about three layers deep, as in _dead_leaves
-        r_min, r_max = rng.uniform(0.03, 0.08) * side, rng.uniform(0.25, 0.6) * side
-        mean_r2 = 2 * np.log(r_max / r_min) / (r_min ** -2 - r_max ** -2)
-        n = min(400, int(3 * 4 * h * w / (np.pi * mean_r2)))
-        radii = (r_min ** -2 - rng.random(n) * (r_min ** -2 - r_max ** -2)) ** -0.5
-    centres = rng.uniform(-0.1, 1.1, (n, 2)) * (2 * w, 2 * h)
+        radii = _leaf_radii(rng, rng.uniform(0.03, 0.08) * side, rng.uniform(0.25, 0.6) * side, 4 * h * w, 400)
+    centres = rng.uniform(-0.1, 1.1, (len(radii), 2)) * (2 * w, 2 * h)
     for (cx, cy), r in zip(centres, radii):
         fill = int(rng.integers(1, k)) if soft else int(rng.integers(k))
         if rng.random() < 0.5:
@@ -341,9 +343,9 @@ class CleanPool:
 
     @classmethod
     def builtin(cls, split: str, extra: Sequence[np.ndarray] = (), use_builtin_photos: bool = True) -> CleanPool:
-        specs = (TRAIN_PHOTOS if split == "train" else HELDOUT_PHOTOS) if use_builtin_photos else ()
-        found = [(s.rsplit("/", 1)[-1], p) for s, p in ((s, load_photo(s)) for s in specs) if p is not None]
         train = split == "train"
+        specs = (TRAIN_PHOTOS if train else HELDOUT_PHOTOS) if use_builtin_photos else ()
+        found = [(s.rsplit("/", 1)[-1], p) for s, p in ((s, load_photo(s)) for s in specs) if p is not None]
         return cls([p for _, p in found] + list(extra), TRAIN_FAMILIES if train else HELDOUT_FAMILIES,
                    names=[n for n, _ in found], collage_share=COLLAGE_SHARE if train else 0.0)
 
