@@ -206,3 +206,17 @@ def test_training_pool_draws_collages_and_the_heldout_pool_never_does() -> None:
     assert "collage" in sources(train_pool) and "shapes" in sources(train_pool)
     assert ddata.CleanPool.builtin("heldout").collage_share == 0
     assert "collage" not in sources(ddata.CleanPool([photo(1, (320, 240))], ("shapes",)))
+
+
+def test_backdrop_family_is_a_few_plain_objects_on_a_plain_background() -> None:
+    """Clean images of the kind the network used to take for logos: some object edges, but few
+    (no busy texture anywhere), reproducible from the seed, and never in the held-out split."""
+    for seed in range(12):
+        img = ddata.procedural("backdrop", np.random.default_rng(seed), 192, 256)
+        assert img.shape == (192, 256, 3) and img.dtype == np.uint8
+        assert np.array_equal(img, ddata.procedural("backdrop", np.random.default_rng(seed), 192, 256))
+        edges = np.abs(np.diff(img.astype(np.float32).mean(axis=2), axis=1)) > 12
+        assert 0 < edges.mean() < 0.03
+    busy = ddata.procedural("shapes", np.random.default_rng(0), 192, 256).astype(np.float32).mean(axis=2)
+    assert (np.abs(np.diff(busy, axis=1)) > 12).mean() > 0.03
+    assert "backdrop" in ddata.TRAIN_FAMILIES and "backdrop" not in ddata.HELDOUT_FAMILIES

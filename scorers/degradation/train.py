@@ -5,7 +5,7 @@ Reproduce the shipped checkpoint (two processes generate data while the training
     nice -n 5 python -m scorers.degradation train
 
 (defaults: --steps 9000 --batch 32 --crop 224 --lr 2e-3 --seed 0 --threads 1 --workers 2, writing
-scorers/degradation/degradation-v3.pt and its .sha256), then paste the printed sha256 into
+scorers/degradation/degradation-v4.pt and its .sha256), then paste the printed sha256 into
 WEIGHTS_SHA256 in scorers/degradation/__init__.py. Wall time: about 0.34 s per step on an idle
 2-core machine, about 51 minutes (50.9 for the shipped file).
 
@@ -15,8 +15,8 @@ Data recipe (all built on the fly from the seed, nothing downloaded; see data.py
   are halved first to erase their own blocks), 30% of samples; collages of those photos (dead
   leaves cut from their textures at random scales, turns and channel orders, half of them sharp
   subjects before a blurred or panned background), 30%; procedural images (random shapes,
-  fractal clouds, stripe / checker / ring patterns, dead-leaves images; rendered at 2x and
-  area-reduced), 40%.
+  fractal clouds, stripe / checker / ring patterns, dead-leaves images, a few plain objects on a
+  plain backdrop; rendered at 2x and area-reduced), 40%.
 - each sample: a random crop of a source reduced (never enlarged) to a canvas whose longer side is
   320..416 px, random flip, mild gamma / saturation jitter; then 20% stay clean, the rest get each
   defect with probability 0.4 (at least one): colour cast, blur (Gaussian / motion / defocus /
