@@ -227,9 +227,9 @@ def _backdrop(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """A few plain objects on a plain backdrop: a product on a seamless wall, a moon or a lamp, a
     ball, a character on a flat background. Every other family is busy, so the network had learned
     that a lone flat bright shape on a smooth background is an overlaid logo (degradation-v3 gave a
-    bright disc on a gradient a median watermark score of 0.46); here such shapes are clean. Only shapes no logo or
-    letter has (discs, ellipses, rounded rectangles, convex polygons), sometimes with a soft glow,
-    so marks stay marks."""
+    bright disc on a gradient a median watermark score of 0.46); here such shapes are clean. Only
+    shapes no logo or letter has (discs, ellipses, rounded rectangles, convex polygons), sometimes
+    with a soft glow, so marks stay marks."""
     kind = rng.integers(3)
     if kind == 0:
         base = _gradient(rng, h, w)
