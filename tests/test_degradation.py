@@ -110,10 +110,10 @@ def _tiny_pool() -> ddata.CleanPool:
 
 def test_tiny_training_run_writes_a_loadable_reproducible_checkpoint(tmp_path: Path) -> None:
     kw = dict(steps=2, batch=2, crop=64, lr=1e-3, seed=3, threads=1, workers=0, log_every=1)
-    first = train.train(_tiny_pool(), tmp_path / "a" / "ckpt.pt", **kw)
-    second = train.train(_tiny_pool(), tmp_path / "b" / "ckpt.pt", **kw)
-    assert first == second, "same seed, same data and weights: the checkpoint must be byte-identical"
-    s = DegradationScorer(options={"degradation_weights": str(tmp_path / "a" / "ckpt.pt")})
+    first = train.train(_tiny_pool(), tmp_path / "ckpt.pt", **kw)
+    second = train.train(_tiny_pool(), tmp_path / "elsewhere" / "other-name.pt", **kw)
+    assert first == second, "same seed, same data and weights: the checkpoint must be byte-identical, whatever its name"
+    s = DegradationScorer(options={"degradation_weights": str(tmp_path / "ckpt.pt")})
     assert s.availability().ok
     assert s.run_version() != DegradationScorer().run_version()
     rows = s.score_batch(_decoded([_clean(1)]))

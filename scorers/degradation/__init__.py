@@ -23,7 +23,7 @@ from scorers.base import Availability, DecodedImage, Metric, Scorer, WeightsUnav
 
 HEADS = ("blur", "noise", "jpeg", "color_cast", "watermark")
 WEIGHTS_PATH = Path(__file__).parent / "degradation-v4.pt"
-WEIGHTS_SHA256 = "a5c3deffc72cd9a9bfb8193f9465bca17edd872bdcefe1dc088d6ba8b23d5f58"
+WEIGHTS_SHA256 = "659444b5ca24455035ef486b91c0b349ce757286bc6524ac6f1076793bd8f973"
 # overall = 1 - sum(w * head): the watermark counts most because no classic metric sees it.
 OVERALL_WEIGHTS = {"blur": 0.2, "noise": 0.2, "jpeg": 0.15, "color_cast": 0.15, "watermark": 0.3}
 _DESCRIPTIONS = {

@@ -18,6 +18,7 @@ loads with `torch.load(weights_only=True)` and cannot execute code.
 from __future__ import annotations
 
 import hashlib
+import io
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +109,11 @@ def save_checkpoint(model: DegradationNet, path: Path, meta: dict[str, Any]) -> 
     returns the sha256."""
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    torch.save({"format": FORMAT, "config": model.config, "meta": meta, "state_dict": state}, path)
+    # Through a buffer: torch.save names the zip's records after the file it writes, so saving to a
+    # path would make the bytes (and the sha256) depend on the output's name.
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, "config": model.config, "meta": meta, "state_dict": state}, buffer)
+    path.write_bytes(buffer.getvalue())
     digest = sha256(path)
     path.with_name(path.name + ".sha256").write_text(f"{digest}  {path.name}\n")
     return digest
