@@ -220,3 +220,10 @@ def test_backdrop_family_is_a_few_plain_objects_on_a_plain_background() -> None:
     busy = ddata.procedural("shapes", np.random.default_rng(0), 192, 256).astype(np.float32).mean(axis=2)
     assert (np.abs(np.diff(busy, axis=1)) > 12).mean() > 0.03
     assert "backdrop" in ddata.TRAIN_FAMILIES and "backdrop" not in ddata.HELDOUT_FAMILIES
+
+
+def test_every_builtin_photo_is_installed() -> None:
+    """The shipped checkpoint's recipe names its photos; one that the install lacks is skipped by the
+    pool, which would silently train a different network (a fresh install without matplotlib did)."""
+    missing = [s for s in ddata.TRAIN_PHOTOS + ddata.HELDOUT_PHOTOS if ddata.load_photo(s) is None]
+    assert not missing, f"not installed: {missing} (is requirements.txt installed?)"
