@@ -223,6 +223,14 @@ def _object_colour(rng: np.random.Generator) -> tuple[int, int, int]:
     return tuple(int(v) for v in rng.integers(0, 256, 3))  # type: ignore[return-value]
 
 
+def _convex_polygon(draw: ImageDraw.ImageDraw, rng: np.random.Generator, cx: float, cy: float, r: float,
+                    max_vertices: int, fill: int | tuple[int, ...]) -> None:
+    """A random convex polygon inscribed in the circle (cx, cy, r): 3 to max_vertices - 1 vertices at
+    sorted random angles."""
+    t = np.sort(rng.uniform(0, 2 * np.pi, int(rng.integers(3, max_vertices))))
+    draw.polygon([(cx + r * np.cos(v), cy + r * np.sin(v)) for v in t], fill=fill)
+
+
 def _backdrop(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """A few plain objects on a plain backdrop: a product on a seamless wall, a moon or a lamp, a
     ball, a character on a flat background. Every other family is busy, so the network had learned
@@ -255,8 +263,7 @@ def _backdrop(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
         elif shape == 2:
             draw.rounded_rectangle(box, radius=r * rng.uniform(0.0, 0.5), fill=fill)
         else:
-            t = np.sort(rng.uniform(0, 2 * np.pi, int(rng.integers(3, 8))))
-            draw.polygon([(cx + r * np.cos(v), cy + r * np.sin(v)) for v in t], fill=fill)
+            _convex_polygon(draw, rng, cx, cy, r, 8, fill)
         if min(fill) > 190 and rng.random() < 0.3:  # a bright light's halo
             glow_draw.ellipse(box, fill=255)
     out = np.asarray(im, np.float32)
@@ -298,8 +305,7 @@ def _dead_leaves(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
             a = rng.uniform(0.4, 1.0)
             draw.ellipse((cx - r, cy - r * a, cx + r, cy + r * a), fill=fill)
         else:
-            t = np.sort(rng.uniform(0, 2 * np.pi, int(rng.integers(3, 7))))
-            draw.polygon([(cx + r * np.cos(v), cy + r * np.sin(v)) for v in t], fill=fill)
+            _convex_polygon(draw, rng, cx, cy, r, 7, fill)
     shade = 0.75 + 0.4 * _fractal(rng, h, w, octaves=3)[..., None]
     out = np.asarray(im, np.float32) * shade
     return cv2.GaussianBlur(out, (0, 0), float(rng.uniform(0.4, 1.5)))
@@ -360,8 +366,7 @@ def collage(photos: Sequence[np.ndarray], rng: np.random.Generator, h: int, w: i
             a = rng.uniform(0.4, 1.0)
             draw.ellipse((cx - r, cy - r * a, cx + r, cy + r * a), fill=fill)
         else:
-            t = np.sort(rng.uniform(0, 2 * np.pi, int(rng.integers(3, 7))))
-            draw.polygon([(cx + r * np.cos(v), cy + r * np.sin(v)) for v in t], fill=fill)
+            _convex_polygon(draw, rng, cx, cy, r, 7, fill)
     idx = np.asarray(index)
     out = np.zeros((h, w, 3), np.float32)
     for i, layer in enumerate(layers):  # each layer's coverage (0..255 after the 2x area-reduction) x gain
