@@ -49,27 +49,28 @@ def auc(scores: Sequence[float], positive: Sequence[bool]) -> float:
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def heldout_sets(n_mixed: int, n_pairs: int,
-                 size: int) -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray], np.ndarray, list[str]]:
+def heldout_sets(n_mixed: int, n_pairs: int, size: int
+                 ) -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray], np.ndarray, list[str], list[str]]:
     """(mixed images, their labels (n, heads), watermark-vs-clean images, their watermark opacity
-    (0 = clean), their sources)."""
+    (0 = clean), their sources, their watermark kinds ("clean" for none))."""
     pool = ddata.CleanPool.builtin("heldout")
     fonts = ddata.split_fonts("heldout")
     mixed, labels = [], []
     for i in range(n_mixed):
         rng = np.random.default_rng([EVAL_SEED, 0, i])
-        img, lab, _ = ddata.degrade_random(pool.canvas(rng, size), rng, fonts)
+        img, lab, _, _ = ddata.degrade_random(pool.canvas(rng, size), rng, fonts)
         mixed.append(img)
         labels.append(lab)
-    pairs, opacity, sources = [], [], []
+    pairs, opacity, sources, kinds = [], [], [], []
     for i in range(n_pairs):
         rng = np.random.default_rng([EVAL_SEED, 1, i])
         clean, source = pool.draw(rng, size)
-        img, lab, _ = ddata.degrade_random(clean, rng, fonts, p_clean=0.0, only=("watermark",))
+        img, lab, _, kind = ddata.degrade_random(clean, rng, fonts, p_clean=0.0, only=("watermark",))
         pairs += [clean, img]
         opacity += [0.0, float(lab[HEADS.index("watermark")])]
         sources += [source, source]
-    return mixed, np.array(labels), pairs, np.array(opacity), sources
+        kinds += ["clean", kind or "clean"]
+    return mixed, np.array(labels), pairs, np.array(opacity), sources, kinds
 
 
 def decoded(images: Sequence[np.ndarray]) -> list[DecodedImage]:
@@ -100,7 +101,7 @@ def fmt(x: float) -> str:
 def run(n_mixed: int, n_pairs: int, n_speed: int, weights: Path | None = None) -> str:
     ours = DegradationScorer(device="cpu", options={"degradation_weights": str(weights)} if weights else None)
     ours.load()
-    mixed, labels, pairs, opacity, sources = heldout_sets(n_mixed, n_pairs, ours.input_size or 384)
+    mixed, labels, pairs, opacity, sources, kinds = heldout_sets(n_mixed, n_pairs, ours.input_size or 384)
     marked = opacity > 0
     pred = score_all(ours, mixed)
     n_clean = int((labels.sum(1) == 0).sum())
@@ -162,6 +163,14 @@ def run(n_mixed: int, n_pairs: int, n_speed: int, weights: Path | None = None) -
         keep = band | ~marked
         band_auc = auc(mark_scores[keep], band[keep])
         lines.append(f"| {lo:.2f}..{min(hi, 1.0):.2f} | {int(band.sum())} | {fmt(band_auc)} |")
+    lines += ["", "`degradation_watermark` by kind of mark (each kind's watermarked images against all the clean "
+              "ones):", "", "| mark | images | median score | ROC-AUC |", "|---|---|---|---|"]
+    kind = np.array(kinds)
+    for name in sorted(set(kind[marked])):
+        mine = kind == name
+        keep = mine | ~marked
+        lines.append(f"| {name} | {int(mine.sum())} | {np.median(mark_scores[mine]):.3f} "
+                     f"| {fmt(auc(mark_scores[keep], mine[keep]))} |")
     lines += ["", "Clean images of the watermark-vs-clean set by source: how high `degradation_watermark` scores "
               "them, and the ROC-AUC of all the watermarked images against just these clean ones (a source the "
               "head mistakes for marks pulls the overall figure down):", "",

@@ -20,6 +20,7 @@ from tests.images import photo
 
 REPO = Path(__file__).resolve().parents[1]
 METRICS = [f"degradation_{h}" for h in HEADS] + ["degradation_overall"]
+MARK_KINDS = ("text", "tiled text", "logo", "logo + text", "logo + tiled text")
 
 
 def _decoded(arrays: list[np.ndarray]) -> list[DecodedImage]:
@@ -147,9 +148,9 @@ def test_training_with_worker_processes_matches_in_process(tmp_path: Path) -> No
 def test_degradation_labels_follow_the_applied_defects() -> None:
     rng = np.random.default_rng(0)
     clean = _clean(0)
-    img, labels, alpha = ddata.degrade_random(clean, rng, ddata.split_fonts("train"), p_clean=0.0,
-                                              only=("watermark",))
-    assert labels[HEADS.index("watermark")] > 0 and alpha is not None
+    img, labels, alpha, kind = ddata.degrade_random(clean, rng, ddata.split_fonts("train"), p_clean=0.0,
+                                                    only=("watermark",))
+    assert labels[HEADS.index("watermark")] > 0 and alpha is not None and kind in MARK_KINDS
     assert np.count_nonzero(labels) == 1 and not np.array_equal(img, clean)
     ex = ddata.crop_example(img, labels, alpha, rng, 128, cell=16)
     assert ex.image.shape == (128, 128, 3) and ex.mask.shape == labels.shape
@@ -227,3 +228,22 @@ def test_every_builtin_photo_is_installed() -> None:
     pool, which would silently train a different network (a fresh install without matplotlib did)."""
     missing = [s for s in ddata.TRAIN_PHOTOS + ddata.HELDOUT_PHOTOS if ddata.load_photo(s) is None]
     assert not missing, f"not installed: {missing} (is requirements.txt installed?)"
+
+
+def test_watermark_kind_names_what_was_drawn() -> None:
+    """The benchmark reports recall by kind of mark, so the kind must match the drawing: a lone logo
+    is one compact shape, tiled text spreads across the image; and the mix is the documented one."""
+    rng = np.random.default_rng(5)
+    fonts = ddata.split_fonts("train")
+    kinds = []
+    for _ in range(300):
+        alpha, kind = ddata.random_watermark_alpha((96, 128), rng, fonts)
+        kinds.append(kind)
+        assert kind in MARK_KINDS
+        rows, cols = np.nonzero(alpha > 0)
+        if kind == "logo" and len(rows):      # at most 0.35 of the height, turned by up to 45 degrees
+            assert np.ptp(rows) < 48 and np.ptp(cols) < 48
+        if kind == "tiled text" and len(rows):
+            assert np.ptp(cols) > 64
+    assert abs(np.mean([k == "logo" for k in kinds]) - 0.25) < 0.07
+    assert abs(np.mean([k.startswith("logo + ") for k in kinds]) - 0.15) < 0.06

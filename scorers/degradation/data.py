@@ -517,20 +517,25 @@ def _position(rng: np.random.Generator) -> tuple[float, float]:
 
 
 def random_watermark_alpha(shape: tuple[int, int], rng: np.random.Generator,
-                           fonts: Sequence[Path | None]) -> np.ndarray:
-    """Coverage (0..1) of a random text, logo, or logo + text watermark."""
+                           fonts: Sequence[Path | None]) -> tuple[np.ndarray, str]:
+    """(coverage 0..1, kind) of a random watermark: text alone (60%), a logo with text (15%) or a
+    logo alone (25%); the kind names which ("text", "tiled text", "logo", "logo + text",
+    "logo + tiled text"), so the benchmark can say which marks are missed."""
     font = fonts[int(rng.integers(len(fonts)))]
     angle = float(rng.uniform(-45, 45)) if rng.random() < 0.35 else 0.0
     kind = rng.random()
     alpha = np.zeros(shape, np.float32)
+    parts = []
     if kind < 0.75:
         tiled = rng.random() < 0.25
+        parts.append("tiled text" if tiled else "text")
         scale = float(np.exp(rng.uniform(np.log(0.03), np.log(0.08 if tiled else 0.16))))
         alpha = degrade.text_alpha(shape, random_text(rng), scale, _position(rng), angle, font, tiled)
     if kind >= 0.6:
         scale = float(rng.uniform(0.08, 0.35))
         alpha = np.maximum(alpha, degrade.logo_alpha(shape, rng, scale, _position(rng), angle, font))
-    return alpha
+        parts.insert(0, "logo")
+    return alpha, " + ".join(parts)
 
 
 def add_noise(img: np.ndarray, sigma: float, rng: np.random.Generator, chroma: bool = True,
@@ -547,9 +552,10 @@ def add_noise(img: np.ndarray, sigma: float, rng: np.random.Generator, chroma: b
 
 def degrade_random(img: np.ndarray, rng: np.random.Generator, fonts: Sequence[Path | None],
                    p_clean: float = 0.2, p_head: float = 0.4,
-                   only: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Apply a random combination of defects; return (image, labels per HEADS, watermark change):
-    the change is how much the watermark altered each pixel (0..1, before JPEG), None without one.
+                   only: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, str | None]:
+    """Apply a random combination of defects; return (image, labels per HEADS, watermark change,
+    watermark kind): the change is how much the watermark altered each pixel (0..1, before JPEG),
+    the kind is random_watermark_alpha's; both None without a watermark.
 
     Order follows a photo's life: white balance, optics / motion, sensor noise, a watermark added
     later, JPEG on saving. Exposure / contrast changes are applied as nuisances with no label, so
@@ -558,7 +564,7 @@ def degrade_random(img: np.ndarray, rng: np.random.Generator, fonts: Sequence[Pa
     labels = np.zeros(len(HEADS), np.float32)
     allowed = np.array([only is None or h in only for h in HEADS])
     if rng.random() < p_clean:
-        return img, labels, None
+        return img, labels, None, None
     present = (rng.random(len(HEADS)) < p_head) & allowed
     if not present.any():
         present[rng.choice(np.flatnonzero(allowed))] = True
@@ -589,10 +595,11 @@ def degrade_random(img: np.ndarray, rng: np.random.Generator, fonts: Sequence[Pa
         sigma = 30.0 * float(labels[NOISE])
         kind = rng.random()
         out = add_noise(out, sigma, rng, chroma=kind < 0.65, shot=kind >= 0.4)
-    change = None
+    change = mark = None
     if present[MARK]:
-        alpha = random_watermark_alpha(out.shape[:2], rng, fonts)
+        alpha, kind_of_mark = random_watermark_alpha(out.shape[:2], rng, fonts)
         if alpha.sum() >= 20:  # else drawn entirely off-canvas: no watermark after all
+            mark = kind_of_mark
             labels[MARK] = rng.uniform(0.15, 1.0)
             before = out
             out = degrade.blend_overlay(out, alpha, _color(rng), float(labels[MARK]))
@@ -601,7 +608,7 @@ def degrade_random(img: np.ndarray, rng: np.random.Generator, fonts: Sequence[Pa
         quality = round(92 - 87 * float(np.float32(rng.uniform(0.06, 1.0))))
         labels[JPEG] = (92 - quality) / 87  # the label of the integer quality actually used
         out = degrade.jpeg(out, quality)
-    return out, labels, change
+    return out, labels, change, mark
 
 
 @dataclass

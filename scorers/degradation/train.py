@@ -70,7 +70,7 @@ class SyntheticDegradations(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
         rng = np.random.default_rng([self.seed, i])
         canvas = self.pool.canvas(rng, int(rng.integers(320, 417)), min_short=self.crop)
-        img, labels, alpha = ddata.degrade_random(canvas, rng, self.fonts)
+        img, labels, alpha, _ = ddata.degrade_random(canvas, rng, self.fonts)
         ex = ddata.crop_example(img, labels, alpha, rng, self.crop, net.CELL)
         return tuple(torch.from_numpy(a) for a in (ex.image, ex.labels, ex.mask, ex.cells, ex.cell_mask))
 
