@@ -7,7 +7,8 @@ Reproduce the shipped checkpoint (two processes generate data while the training
 (defaults: --steps 9000 --batch 32 --crop 224 --lr 2e-3 --seed 0 --threads 1 --workers 2, writing
 scorers/degradation/degradation-v4.pt and its .sha256), then paste the printed sha256 into
 WEIGHTS_SHA256 in scorers/degradation/__init__.py. Wall time: about 0.34 s per step on an idle
-2-core machine, about 51 minutes (50.9 for the shipped file).
+2-core machine, about 51 minutes (50.9 for the shipped file); a slower 2-core machine took 86 min for a run
+of the same size (BENCHMARKS.md).
 
 Data recipe (all built on the fly from the seed, nothing downloaded; see data.py):
 - clean sources: 10 photos shipped by scikit-image (astronaut, chelsea, coffee, motorcycle_left,
