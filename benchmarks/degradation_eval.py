@@ -49,6 +49,12 @@ def auc(scores: Sequence[float], positive: Sequence[bool]) -> float:
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def auc_vs_clean(scores: np.ndarray, subset: np.ndarray, marked: np.ndarray) -> float:
+    """ROC-AUC of the watermarked images in `subset` against every clean image."""
+    keep = subset | ~marked
+    return auc(scores[keep], subset[keep])
+
+
 def heldout_sets(n_mixed: int, n_pairs: int, size: int
                  ) -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray], np.ndarray, list[str], list[str]]:
     """(mixed images, their labels (n, heads), watermark-vs-clean images, their watermark opacity
@@ -160,17 +166,15 @@ def run(n_mixed: int, n_pairs: int, n_speed: int, weights: Path | None = None) -
               "clean ones):", "", "| opacity | images | ROC-AUC |", "|---|---|---|"]
     for lo, hi in ((0.15, 0.3), (0.3, 0.6), (0.6, 1.01)):
         band = (opacity >= lo) & (opacity < hi)
-        keep = band | ~marked
-        band_auc = auc(mark_scores[keep], band[keep])
+        band_auc = auc_vs_clean(mark_scores, band, marked)
         lines.append(f"| {lo:.2f}..{min(hi, 1.0):.2f} | {int(band.sum())} | {fmt(band_auc)} |")
     lines += ["", "`degradation_watermark` by kind of mark (each kind's watermarked images against all the clean "
               "ones):", "", "| mark | images | median score | ROC-AUC |", "|---|---|---|---|"]
     kind = np.array(kinds)
     for name in sorted(set(kind[marked])):
         mine = kind == name
-        keep = mine | ~marked
         lines.append(f"| {name} | {int(mine.sum())} | {np.median(mark_scores[mine]):.3f} "
-                     f"| {fmt(auc(mark_scores[keep], mine[keep]))} |")
+                     f"| {fmt(auc_vs_clean(mark_scores, mine, marked))} |")
     lines += ["", "Clean images of the watermark-vs-clean set by source: how high `degradation_watermark` scores "
               "them, and the ROC-AUC of all the watermarked images against just these clean ones (a source the "
               "head mistakes for marks pulls the overall figure down):", "",
