@@ -121,6 +121,30 @@ def test_tiny_training_run_writes_a_loadable_reproducible_checkpoint(tmp_path: P
     assert sorted(rows[0]) == sorted(METRICS)
 
 
+def test_training_can_start_from_a_checkpoint(tmp_path: Path) -> None:
+    """--init: fine-tuning (e.g. the shipped net on your own photos) starts from the given weights,
+    records which, and stays reproducible."""
+    import torch
+
+    kw = dict(steps=2, batch=2, crop=64, lr=1e-3, seed=4, threads=1, workers=0, log_every=1)
+    base = train.train(_tiny_pool(), tmp_path / "base.pt", **kw)
+    scratch = train.train(_tiny_pool(), tmp_path / "scratch.pt", **kw)
+    tuned = train.train(_tiny_pool(), tmp_path / "tuned.pt", init=tmp_path / "base.pt", **kw)
+    again = train.train(_tiny_pool(), tmp_path / "again.pt", init=tmp_path / "base.pt", **kw)
+    assert base == scratch and tuned == again
+    assert tuned != scratch, "a run from a checkpoint must not equal the same run from random weights"
+    meta = torch.load(tmp_path / "tuned.pt", weights_only=True)["meta"]
+    assert meta["init_sha256"] == base
+    assert "init_sha256" not in torch.load(tmp_path / "scratch.pt", weights_only=True)["meta"]
+
+
+def test_training_command_refuses_a_missing_init(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "scorers.degradation", "train", "--init", str(tmp_path / "nope.pt"),
+                           "--out", str(tmp_path / "x.pt")], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode == 2 and "no such checkpoint" in done.stderr
+    assert not (tmp_path / "x.pt").exists()
+
+
 _WORKER_RUN = """
 import sys, cv2, numpy as np
 from pathlib import Path

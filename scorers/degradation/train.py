@@ -1,14 +1,18 @@
 """Train the degradation network on synthetic degradations of clean images.
 
-Reproduce the shipped checkpoint (two processes generate data while the training step runs):
+Reproduce the shipped checkpoint: three runs, each on fresh samples (two processes generate data
+while the training step runs); the second and third restart the learning-rate schedule from the
+previous run's weights (a warm restart, which is how training longer fits in separate runs):
 
-    nice -n 5 python -m scorers.degradation train
+    nice -n 5 python -m scorers.degradation train --out stage1.pt
+    nice -n 5 python -m scorers.degradation train --init stage1.pt --steps 6000 --lr 1e-3 --seed 1 --out stage2.pt
+    nice -n 5 python -m scorers.degradation train --init stage2.pt --steps 6000 --lr 1e-3 --seed 2 \
+        --out scorers/degradation/degradation-v5.pt
 
-(defaults: --steps 9000 --batch 32 --crop 224 --lr 2e-3 --seed 0 --threads 1 --workers 2, writing
-scorers/degradation/degradation-v4.pt and its .sha256), then paste the printed sha256 into
-WEIGHTS_SHA256 in scorers/degradation/__init__.py. Wall time: about 0.34 s per step on an idle
-2-core machine, about 51 minutes (50.9 for the shipped file); a slower 2-core machine took 86 min for a run
-of the same size (BENCHMARKS.md).
+(defaults: --steps 9000 --batch 32 --crop 224 --lr 2e-3 --seed 0 --threads 1 --workers 2; stage1.pt
+is the earlier degradation-v4.pt), then paste the printed sha256 into WEIGHTS_SHA256 in
+scorers/degradation/__init__.py. Wall time: 0.34 s a step on the idle 2-core machine of 2026-11-30
+(51 min for stage 1), 0.44-0.6 s on a slower 2-core one (86 + 44 + 48 min; BENCHMARKS.md).
 
 Data recipe (all built on the fly from the seed, nothing downloaded; see data.py):
 - clean sources: 10 photos shipped by scikit-image (astronaut, chelsea, coffee, motorcycle_left,
@@ -39,7 +43,11 @@ with --no-builtin-photos, else they are added to them):
 
     python -m scorers.degradation train --clean-dir /path/to/clean --out my-degradation.pt
 
-and score with it via the scorer option degradation_weights=my-degradation.pt.
+and score with it via the scorer option degradation_weights=my-degradation.pt. Or fine-tune the
+shipped net on them, which takes a fraction of the time:
+
+    python -m scorers.degradation train --clean-dir /path/to/clean --init scorers/degradation/degradation-v5.pt \
+        --steps 3000 --lr 1e-3 --out my-degradation.pt
 """
 from __future__ import annotations
 
@@ -53,7 +61,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from scorers.degradation import HEADS, WEIGHTS_PATH, net
+from scorers.degradation import HEADS, net
 from scorers.degradation import data as ddata
 
 
@@ -94,20 +102,20 @@ def lr_at(step: int, steps: int, peak: float, warmup: int = 200) -> float:
 
 
 def train(pool: ddata.CleanPool, out: Path, steps: int, batch: int, crop: int, lr: float, seed: int,
-          threads: int, workers: int, log_every: int = 100) -> str:
-    """Train from scratch and write the checkpoint; returns its sha256."""
+          threads: int, workers: int, log_every: int = 100, init: Path | None = None) -> str:
+    """Train (from scratch, or on from the checkpoint `init`) and write the checkpoint; returns its sha256."""
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return _train(pool, out, steps, batch, crop, lr, seed, threads, workers, log_every)
+        return _train(pool, out, steps, batch, crop, lr, seed, threads, workers, log_every, init)
     finally:
         torch.set_num_threads(previous_threads)
 
 
 def _train(pool: ddata.CleanPool, out: Path, steps: int, batch: int, crop: int, lr: float, seed: int,
-           threads: int, workers: int, log_every: int) -> str:
+           threads: int, workers: int, log_every: int, init: Path | None) -> str:
     torch.manual_seed(seed)
-    model = net.DegradationNet()
+    model = net.DegradationNet() if init is None else net.load_checkpoint(init)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     data = SyntheticDegradations(pool, steps * batch, seed, crop)
     # Workers are spawned, not forked: a fork inherits OpenCV's thread pool once the parent has
@@ -142,6 +150,8 @@ def _train(pool: ddata.CleanPool, out: Path, steps: int, batch: int, crop: int, 
     meta = {"seed": seed, "steps": steps, "batch": batch, "crop": crop, "lr": lr, "threads": threads,
             "photos": len(pool.photos), "families": list(pool.families), "heads": list(HEADS),
             "torch": str(torch.__version__)}
+    if init is not None:
+        meta["init_sha256"] = net.sha256(init)
     digest = net.save_checkpoint(model.eval(), out, meta)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB) sha256 {digest} in {wall / 60:.1f} min", flush=True)
     return digest
@@ -150,7 +160,7 @@ def _train(pool: ddata.CleanPool, out: Path, steps: int, batch: int, crop: int, 
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="python -m scorers.degradation train",
                                  description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=WEIGHTS_PATH, help="checkpoint to write (+ .sha256 sidecar)")
+    ap.add_argument("--out", type=Path, required=True, help="checkpoint to write (+ .sha256 sidecar)")
     ap.add_argument("--steps", type=int, default=9000)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--crop", type=int, default=224, help="training crop side in pixels")
@@ -163,6 +173,8 @@ def main(argv: list[str]) -> int:
                     help="folder of your own clean images (repeatable)")
     ap.add_argument("--no-builtin-photos", action="store_true", help="train only on --clean-dir photos")
     ap.add_argument("--no-procedural", action="store_true", help="leave out the procedural images")
+    ap.add_argument("--init", type=Path,
+                    help="start from this checkpoint (e.g. the shipped one) instead of random weights")
     ap.add_argument("--log-every", type=int, default=100)
     args = ap.parse_args(argv)
     extra = [p for d in args.clean_dir for p in ddata.folder_photos(d, args.crop)]
@@ -173,6 +185,8 @@ def main(argv: list[str]) -> int:
         pool.families = ()
     if not pool.photos and not pool.families:
         ap.error("no clean sources: give --clean-dir or keep the built-in photos / procedural images")
+    if args.init is not None and not args.init.is_file():
+        ap.error(f"--init {args.init}: no such checkpoint")
     train(pool, args.out, args.steps, args.batch, args.crop, args.lr, args.seed, args.threads, args.workers,
-          args.log_every)
+          args.log_every, args.init)
     return 0
