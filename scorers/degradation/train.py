@@ -12,7 +12,7 @@ previous run's weights (a warm restart, which is how training longer fits in sep
 (defaults: --steps 9000 --batch 32 --crop 224 --lr 2e-3 --seed 0 --threads 1 --workers 2; stage1.pt
 is the earlier degradation-v4.pt), then paste the printed sha256 into WEIGHTS_SHA256 in
 scorers/degradation/__init__.py. Wall time: 0.34 s a step on the idle 2-core machine of 2026-11-30
-(51 min for stage 1), 0.44-0.6 s on a slower 2-core one (86 + 44 + 48 min; BENCHMARKS.md).
+(51 min for stage 1), 0.44-0.6 s on a slower 2-core one (about 86 + 44 + 48 min; BENCHMARKS.md).
 
 Data recipe (all built on the fly from the seed, nothing downloaded; see data.py):
 - clean sources: 10 photos shipped by scikit-image (astronaut, chelsea, coffee, motorcycle_left,
@@ -116,6 +116,7 @@ def _train(pool: ddata.CleanPool, out: Path, steps: int, batch: int, crop: int, 
            threads: int, workers: int, log_every: int, init: Path | None) -> str:
     torch.manual_seed(seed)
     model = net.DegradationNet() if init is None else net.load_checkpoint(init)
+    init_meta = {} if init is None else {"init_sha256": net.sha256(init)}  # the file as loaded
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     data = SyntheticDegradations(pool, steps * batch, seed, crop)
     # Workers are spawned, not forked: a fork inherits OpenCV's thread pool once the parent has
@@ -149,9 +150,7 @@ def _train(pool: ddata.CleanPool, out: Path, steps: int, batch: int, crop: int, 
     # No wall time or other run-specific values: the same seed must give a byte-identical file.
     meta = {"seed": seed, "steps": steps, "batch": batch, "crop": crop, "lr": lr, "threads": threads,
             "photos": len(pool.photos), "families": list(pool.families), "heads": list(HEADS),
-            "torch": str(torch.__version__)}
-    if init is not None:
-        meta["init_sha256"] = net.sha256(init)
+            "torch": str(torch.__version__), **init_meta}
     digest = net.save_checkpoint(model.eval(), out, meta)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB) sha256 {digest} in {wall / 60:.1f} min", flush=True)
     return digest
@@ -177,6 +176,8 @@ def main(argv: list[str]) -> int:
                     help="start from this checkpoint (e.g. the shipped one) instead of random weights")
     ap.add_argument("--log-every", type=int, default=100)
     args = ap.parse_args(argv)
+    if args.init is not None and not args.init.is_file():
+        ap.error(f"--init {args.init}: no such checkpoint")
     extra = [p for d in args.clean_dir for p in ddata.folder_photos(d, args.crop)]
     if args.clean_dir and not extra:
         ap.error(f"no readable images of at least --crop px in {', '.join(map(str, args.clean_dir))}")
@@ -185,8 +186,6 @@ def main(argv: list[str]) -> int:
         pool.families = ()
     if not pool.photos and not pool.families:
         ap.error("no clean sources: give --clean-dir or keep the built-in photos / procedural images")
-    if args.init is not None and not args.init.is_file():
-        ap.error(f"--init {args.init}: no such checkpoint")
     train(pool, args.out, args.steps, args.batch, args.crop, args.lr, args.seed, args.threads, args.workers,
           args.log_every, args.init)
     return 0
