@@ -1,18 +1,20 @@
 """Train the degradation network on synthetic degradations of clean images.
 
-Reproduce the shipped checkpoint: three runs, each on fresh samples (two processes generate data
-while the training step runs); the second and third restart the learning-rate schedule from the
+Reproduce the shipped checkpoint: four runs, each on fresh samples (two processes generate data
+while the training step runs); the second to fourth restart the learning-rate schedule from the
 previous run's weights (a warm restart, which is how training longer fits in separate runs):
 
     nice -n 5 python -m scorers.degradation train --out stage1.pt
     nice -n 5 python -m scorers.degradation train --init stage1.pt --steps 6000 --lr 1e-3 --seed 1 --out stage2.pt
-    nice -n 5 python -m scorers.degradation train --init stage2.pt --steps 6000 --lr 1e-3 --seed 2 \
-        --out scorers/degradation/degradation-v5.pt
+    nice -n 5 python -m scorers.degradation train --init stage2.pt --steps 6000 --lr 1e-3 --seed 2 --out stage3.pt
+    nice -n 5 python -m scorers.degradation train --init stage3.pt --steps 6000 --lr 1e-3 --seed 3 \
+        --out scorers/degradation/degradation-v6.pt
 
 (defaults: --steps 9000 --batch 32 --crop 224 --lr 2e-3 --seed 0 --threads 1 --workers 2; stage1.pt
-is the earlier degradation-v4.pt), then paste the printed sha256 into WEIGHTS_SHA256 in
-scorers/degradation/__init__.py. Wall time: 0.34 s a step on the idle 2-core machine of 2026-11-30
-(51 min for stage 1), 0.44-0.6 s on a slower 2-core one (about 86 + 44 + 48 min; BENCHMARKS.md).
+is the earlier degradation-v4.pt, stage3.pt degradation-v5.pt), then paste the printed sha256 into
+WEIGHTS_SHA256 in scorers/degradation/__init__.py. Wall time: 0.34 s a step on the idle 2-core
+machine of 2026-11-30 (51 min for stage 1), 0.44-0.6 s on slower 2-core ones (about
+86 + 44 + 48 + 58 min; BENCHMARKS.md).
 
 Data recipe (all built on the fly from the seed, nothing downloaded; see data.py):
 - clean sources: 10 photos shipped by scikit-image (astronaut, chelsea, coffee, motorcycle_left,
@@ -46,7 +48,7 @@ with --no-builtin-photos, else they are added to them):
 and score with it via the scorer option degradation_weights=my-degradation.pt. Or fine-tune the
 shipped net on them, which takes a fraction of the time:
 
-    python -m scorers.degradation train --clean-dir /path/to/clean --init scorers/degradation/degradation-v5.pt \
+    python -m scorers.degradation train --clean-dir /path/to/clean --init scorers/degradation/degradation-v6.pt \
         --steps 3000 --lr 1e-3 --out my-degradation.pt
 """
 from __future__ import annotations
