@@ -138,11 +138,28 @@ def test_training_can_start_from_a_checkpoint(tmp_path: Path) -> None:
     assert "init_sha256" not in torch.load(tmp_path / "scratch.pt", weights_only=True)["meta"]
 
 
-def test_training_command_refuses_a_missing_init(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "scorers.degradation", "train", "--init", str(tmp_path / "nope.pt"),
+def _train_command(tmp_path: Path, init: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "scorers.degradation", "train", "--init", str(init),
                            "--out", str(tmp_path / "x.pt")], capture_output=True, text=True, timeout=120, cwd=REPO)
+
+
+def test_training_command_refuses_a_missing_init(tmp_path: Path) -> None:
+    done = _train_command(tmp_path, tmp_path / "nope.pt")
     assert done.returncode == 2 and "no such checkpoint" in done.stderr
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_training_command_refuses_an_init_that_is_not_a_checkpoint(tmp_path: Path) -> None:
+    """A wrong file (here an image, or someone else's torch file) is a one-line usage error, not a traceback."""
+    import torch
+
+    (tmp_path / "photo.pt").write_bytes(b"\xff\xd8\xff\xe0 not a checkpoint")
+    torch.save({"state_dict": {}}, tmp_path / "foreign.pt")
+    for init in (tmp_path / "photo.pt", tmp_path / "foreign.pt"):
+        done = _train_command(tmp_path, init)
+        assert done.returncode == 2 and "not a degradation checkpoint" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+        assert not (tmp_path / "x.pt").exists()
 
 
 _WORKER_RUN = """

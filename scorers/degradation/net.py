@@ -121,9 +121,15 @@ def save_checkpoint(model: DegradationNet, path: Path, meta: dict[str, Any]) -> 
 
 def load_checkpoint(path: Path) -> DegradationNet:
     """Build the net from a checkpoint; raises ValueError when the file is not one of ours."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch's own messages here are about pickling, not about the file
+        raise ValueError(f"{path} is not a torch checkpoint file") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ValueError(f"{path} is not a {FORMAT} checkpoint")
     model = DegradationNet(ckpt["config"])
-    model.load_state_dict(ckpt["state_dict"])
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        raise ValueError(f"{path} does not match its own config: {str(exc).splitlines()[0]}") from exc
     return model.eval()

@@ -180,6 +180,11 @@ def main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     if args.init is not None and not args.init.is_file():
         ap.error(f"--init {args.init}: no such checkpoint")
+    if args.init is not None:
+        try:
+            net.load_checkpoint(args.init)
+        except ValueError as exc:  # a foreign or damaged file: say so before any photo is read
+            ap.error(f"--init: not a degradation checkpoint ({exc})")
     extra = [p for d in args.clean_dir for p in ddata.folder_photos(d, args.crop)]
     if args.clean_dir and not extra:
         ap.error(f"no readable images of at least --crop px in {', '.join(map(str, args.clean_dir))}")
