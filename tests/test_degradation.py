@@ -66,6 +66,23 @@ def test_shipped_checkpoint_scores_a_batch(scorer: DegradationScorer) -> None:
             assert alone[m] == pytest.approx(row[m], abs=1e-4)
 
 
+def test_folding_batchnorm_keeps_the_checkpoints_outputs() -> None:
+    """The scorer runs the net with BatchNorm folded into the convolutions (faster); the logits must
+    be the trained net's, to float rounding, on real degraded images."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    images = [ddata.degrade_random(_clean(s), rng, ddata.split_fonts("heldout"))[0] for s in (21, 22, 23)]
+    x = net.to_tensor(np.stack(images))
+    trained = net.load_checkpoint(WEIGHTS_PATH)
+    folded = net.fold_batchnorm(net.load_checkpoint(WEIGHTS_PATH))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in trained.modules()) > 0
+    with torch.inference_mode():
+        expected, (got, cells) = trained.forward_maps(x), folded.forward_maps(x)
+    assert torch.allclose(got, expected[0], atol=1e-4) and torch.allclose(cells, expected[1], atol=1e-4)
+
+
 @pytest.mark.parametrize("seed", [11, 12])
 def test_ranks_degraded_above_its_clean_source(scorer: DegradationScorer, seed: int) -> None:
     clean = _clean(seed)

@@ -108,7 +108,7 @@ class DegradationScorer(Scorer):
         self._torch = torch
         self._net = net
         self._dev = resolve_device(self.device)
-        self._model = model.to(self._dev)
+        self._model = net.fold_batchnorm(model).to(self._dev)
 
     def unload(self) -> None:
         self._model = None
