@@ -178,12 +178,12 @@ def main(argv: list[str]) -> int:
                     help="start from this checkpoint (e.g. the shipped one) instead of random weights")
     ap.add_argument("--log-every", type=int, default=100)
     args = ap.parse_args(argv)
-    if args.init is not None and not args.init.is_file():
-        ap.error(f"--init {args.init}: no such checkpoint")
-    if args.init is not None:
+    if args.init is not None:  # checked before any photo is read
+        if not args.init.is_file():
+            ap.error(f"--init {args.init}: no such checkpoint")
         try:
             net.load_checkpoint(args.init)
-        except ValueError as exc:  # a foreign or damaged file: say so before any photo is read
+        except ValueError as exc:  # a foreign or damaged file
             ap.error(f"--init: not a degradation checkpoint ({exc})")
     extra = [p for d in args.clean_dir for p in ddata.folder_photos(d, args.crop)]
     if args.clean_dir and not extra:
