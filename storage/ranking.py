@@ -131,6 +131,7 @@ def save_weights(con: duckdb.DuckDBPyConnection, weights: Mapping[str, float]) -
 CACHE_DB = "curator_rank_cache"
 NORMALISED = f"{CACHE_DB}.normalised"
 _build_lock = threading.Lock()
+_attach_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -193,10 +194,13 @@ def cache_state(con: duckdb.DuckDBPyConnection) -> CacheState | None:
     try:
         row = fetch_one(cur, f"SELECT version, built_at, seconds, metrics, counts FROM {CACHE_DB}.state")
     except duckdb.CatalogException:   # first use on this connection: attach the cache database
-        cur = con.cursor()
-        cur.execute(f"ATTACH IF NOT EXISTS ':memory:' AS {CACHE_DB}")
-        cur.execute(f"CREATE TABLE IF NOT EXISTS {CACHE_DB}.state "
-                    "(version VARCHAR, built_at DOUBLE, seconds DOUBLE, metrics VARCHAR, counts VARCHAR)")
+        # Under a lock: two threads creating the table at once make DuckDB refuse one of them
+        # ("Catalog write-write conflict"), seen as a traceback when two browser tabs first load.
+        with _attach_lock:
+            cur = con.cursor()
+            cur.execute(f"ATTACH IF NOT EXISTS ':memory:' AS {CACHE_DB}")
+            cur.execute(f"CREATE TABLE IF NOT EXISTS {CACHE_DB}.state "
+                        "(version VARCHAR, built_at DOUBLE, seconds DOUBLE, metrics VARCHAR, counts VARCHAR)")
         return None
     if row is None:
         return None

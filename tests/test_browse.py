@@ -1,5 +1,7 @@
 """The dashboard's queries on a real DuckDB file: pages, re-ranking, filters, bulk picks, histograms,
 percentiles, and the normalised cache they read."""
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
@@ -23,7 +25,7 @@ from storage.browse import (
 )
 from storage.db import connect
 from storage.images import sync_scan
-from storage.ranking import cache_state, ensure_normalised, ranked, refresh_view
+from storage.ranking import CACHE_DB, cache_state, ensure_normalised, ranked, refresh_view
 from storage.scores import ImageResult, MetricInfo, sync_metrics, write_results
 
 METRICS = [
@@ -220,3 +222,21 @@ def test_a_metric_declared_after_the_cache_was_built_is_not_an_error(con) -> Non
     assert page(con, View(weights={"late": 2.0}), 0, 3).total == N_OK + 2
     assert "late" in {m.name for m in ensure_normalised(con).metrics}
     assert "late" in page(con, View(sort="late"), 0, 3).rows.columns
+
+
+def test_threads_first_using_a_connection_at_once_all_get_the_cache(tmp_path: Path) -> None:
+    """Two browser tabs loading together: every thread's first use attaches the cache database
+    without DuckDB refusing one of them ('Catalog write-write conflict')."""
+    con = connect(tmp_path / "t.duckdb")
+    for _ in range(20):
+        con.execute(f"DETACH DATABASE IF EXISTS {CACHE_DB}")
+        start = threading.Barrier(8)
+
+        def first_use(start: threading.Barrier = start) -> None:
+            start.wait()
+            cache_state(con)
+
+        with ThreadPoolExecutor(8) as pool:
+            for f in [pool.submit(first_use) for _ in range(8)]:
+                f.result()
+    assert cache_state(con) is None and ensure_normalised(con).counts == {}
