@@ -113,10 +113,18 @@ def counts(page) -> dict[str, int]:
 
 
 def wait_counts(page, accepted: int, rejected: int, timeout: float = 15_000) -> None:
-    page.wait_for_function(
-        "([a, r]) => { const c = document.querySelector('#cur-counts');"
-        " return c && c.querySelector('.acc').dataset.n == a && c.querySelector('.rej').dataset.n == r; }",
-        arg=[accepted, rejected], timeout=timeout)
+    """Wait for the counts; on a timeout, say what the tab showed instead and any message it popped up."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function(
+            "([a, r]) => { const c = document.querySelector('#cur-counts');"
+            " return c && c.querySelector('.acc').dataset.n == a && c.querySelector('.rej').dataset.n == r; }",
+            arg=[accepted, rejected], timeout=timeout)
+    except PlaywrightTimeout:
+        toasts = page.eval_on_selector_all(".toast-body", "els => els.map(e => e.innerText)")
+        raise AssertionError(f"counts never became {accepted} accepted / {rejected} rejected: the tab shows "
+                             f"{counts(page)}, messages {toasts}") from None
 
 
 def selected_id(page) -> int | None:
