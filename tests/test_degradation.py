@@ -126,9 +126,15 @@ def _tiny_pool() -> ddata.CleanPool:
     return ddata.CleanPool([photo(1, (320, 240)), photo(2, (300, 300))], ("shapes",))
 
 
-def test_tiny_training_run_writes_a_loadable_reproducible_checkpoint(tmp_path: Path) -> None:
+def test_tiny_training_run_writes_a_loadable_reproducible_checkpoint(tmp_path: Path, capsys) -> None:
     kw = dict(steps=2, batch=2, crop=64, lr=1e-3, seed=3, threads=1, workers=0, log_every=1)
     first = train.train(_tiny_pool(), tmp_path / "ckpt.pt", **kw)
+    steps = [line for line in capsys.readouterr().out.splitlines() if line.startswith("step ")]
+    assert len(steps) == 2
+    for line in steps:  # every head's own loss is logged, so a head that stalls can be seen
+        heads = line.split("| heads ")[1].split()
+        assert heads[::2] == list(HEADS) and all(0 <= float(v) < 10 for v in heads[1::2])
+        assert all(float(v) > 0 for h, v in zip(heads[::2], heads[1::2]) if h != "watermark")  # always labelled
     second = train.train(_tiny_pool(), tmp_path / "elsewhere" / "other-name.pt", **kw)
     assert first == second, "same seed, same data and weights: the checkpoint must be byte-identical, whatever its name"
     s = DegradationScorer(options={"degradation_weights": str(tmp_path / "ckpt.pt")})

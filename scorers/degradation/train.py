@@ -96,6 +96,14 @@ def _masked_bce(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) 
     return (bce * mask).sum() / mask.sum().clamp(min=1)
 
 
+def _head_bce_sums(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each head's summed masked BCE and label count, for the log only: a head that does not learn
+    (the colour-cast head in some runs, BENCHMARKS.md) shows as a loss that stalls while the total falls."""
+    with torch.no_grad():
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
+        return (bce * mask).sum(0), mask.sum(0)
+
+
 def lr_at(step: int, steps: int, peak: float, warmup: int = 200) -> float:
     """Linear warm-up, then cosine decay to zero."""
     if step < warmup:
@@ -131,7 +139,7 @@ def _train(pool: ddata.CleanPool, out: Path, steps: int, batch: int, crop: int, 
           f"{len(pool.photos)} photos ({pool.collage_share:.0%} of their draws collages) + families "
           f"{list(pool.families)}", flush=True)
     start = time.time()
-    running = 0.0
+    running, head_loss, head_n = 0.0, torch.zeros(len(HEADS)), torch.zeros(len(HEADS))
     model.train()
     for step, (img, labels, mask, cells, cell_mask) in enumerate(loader):
         for group in opt.param_groups:
@@ -142,12 +150,15 @@ def _train(pool: ddata.CleanPool, out: Path, steps: int, batch: int, crop: int, 
         loss.backward()
         opt.step()
         running += loss.item()
+        head_sums, head_counts = _head_bce_sums(logits, labels, mask)
+        head_loss, head_n = head_loss + head_sums, head_n + head_counts
         if (step + 1) % log_every == 0 or step + 1 == steps:
             n = (step % log_every) + 1
             elapsed = time.time() - start
+            heads = " ".join(f"{h} {v:.3f}" for h, v in zip(HEADS, (head_loss / head_n.clamp(min=1)).tolist()))
             print(f"step {step + 1}/{steps} loss {running / n:.4f} lr {lr_at(step, steps, lr):.2e} "
-                  f"{elapsed / 60:.1f} min", flush=True)
-            running = 0.0
+                  f"{elapsed / 60:.1f} min | heads {heads}", flush=True)
+            running, head_loss, head_n = 0.0, torch.zeros(len(HEADS)), torch.zeros(len(HEADS))
     wall = time.time() - start
     # No wall time or other run-specific values: the same seed must give a byte-identical file.
     meta = {"seed": seed, "steps": steps, "batch": batch, "crop": crop, "lr": lr, "threads": threads,
