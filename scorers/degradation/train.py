@@ -91,17 +91,13 @@ def _worker_init(_: int) -> None:
     torch.set_num_threads(1)
 
 
+def _bce_terms(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Elementwise BCE, zero where unlabelled: summed for the loss, and per column for the per-head log."""
+    return torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none") * mask
+
+
 def _masked_bce(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
-    return (bce * mask).sum() / mask.sum().clamp(min=1)
-
-
-def _head_bce_sums(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each head's summed masked BCE and label count, for the log only: a head that does not learn
-    (the colour-cast head in some runs, BENCHMARKS.md) shows as a loss that stalls while the total falls."""
-    with torch.no_grad():
-        bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
-        return (bce * mask).sum(0), mask.sum(0)
+    return _bce_terms(logits, target, mask).sum() / mask.sum().clamp(min=1)
 
 
 def lr_at(step: int, steps: int, peak: float, warmup: int = 200) -> float:
@@ -139,26 +135,31 @@ def _train(pool: ddata.CleanPool, out: Path, steps: int, batch: int, crop: int, 
           f"{len(pool.photos)} photos ({pool.collage_share:.0%} of their draws collages) + families "
           f"{list(pool.families)}", flush=True)
     start = time.time()
+    # Each head's own loss is logged too: a head that does not learn (the colour-cast head in some
+    # runs, BENCHMARKS.md) shows as a loss that stalls while the total falls.
     running, head_loss, head_n = 0.0, torch.zeros(len(HEADS)), torch.zeros(len(HEADS))
     model.train()
     for step, (img, labels, mask, cells, cell_mask) in enumerate(loader):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, steps, lr)
         logits, cell_logits = model.forward_maps(net.to_tensor(img.numpy()))
-        loss = _masked_bce(logits, labels, mask) + _masked_bce(cell_logits, cells, cell_mask)
+        terms = _bce_terms(logits, labels, mask)
+        loss = terms.sum() / mask.sum().clamp(min=1) + _masked_bce(cell_logits, cells, cell_mask)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         running += loss.item()
-        head_sums, head_counts = _head_bce_sums(logits, labels, mask)
-        head_loss, head_n = head_loss + head_sums, head_n + head_counts
+        head_loss += terms.detach().sum(0)
+        head_n += mask.sum(0)
         if (step + 1) % log_every == 0 or step + 1 == steps:
             n = (step % log_every) + 1
             elapsed = time.time() - start
             heads = " ".join(f"{h} {v:.3f}" for h, v in zip(HEADS, (head_loss / head_n.clamp(min=1)).tolist()))
             print(f"step {step + 1}/{steps} loss {running / n:.4f} lr {lr_at(step, steps, lr):.2e} "
                   f"{elapsed / 60:.1f} min | heads {heads}", flush=True)
-            running, head_loss, head_n = 0.0, torch.zeros(len(HEADS)), torch.zeros(len(HEADS))
+            running = 0.0
+            head_loss.zero_()
+            head_n.zero_()
     wall = time.time() - start
     # No wall time or other run-specific values: the same seed must give a byte-identical file.
     meta = {"seed": seed, "steps": steps, "batch": batch, "crop": crop, "lr": lr, "threads": threads,
