@@ -192,16 +192,17 @@ from scorers.degradation import data as ddata, train
 big = np.random.default_rng(0).integers(0, 256, (2400, 3200, 3)).astype(np.uint8)
 cv2.resize(big, (1600, 1200), interpolation=cv2.INTER_AREA)  # starts OpenCV's threads, as loading a big photo does
 pool = ddata.CleanPool([big], ("shapes",))
-kw = dict(steps=2, batch=2, crop=64, lr=1e-3, seed=3, threads=1, log_every=1)
+kw = dict(steps=4, batch=2, crop=64, lr=1e-3, seed=3, threads=1, log_every=1, share=2)
 train.train(pool, Path(sys.argv[1]) / "w2.pt", workers=2, **kw)  # each prints "wrote ... sha256 <digest>"
 train.train(pool, Path(sys.argv[1]) / "w0.pt", workers=0, **kw)
 """
 
 
 def test_training_with_worker_processes_matches_in_process(tmp_path: Path) -> None:
-    """The command's default (two data workers, taking turns at batches) after OpenCV has threads
-    running in the parent, as after loading a large --clean-dir photo: a forked worker hung there;
-    spawned ones finish and give the same checkpoint as generating the data in-process."""
+    """Two data workers (taking turns at batches, so the batches that share canvases land on different
+    workers) after OpenCV has threads running in the parent, as after loading a large --clean-dir
+    photo: a forked worker hung there; spawned ones finish and give the same checkpoint as generating
+    the data in-process."""
     done = subprocess.run([sys.executable, "-c", _WORKER_RUN, str(tmp_path)], capture_output=True, text=True,
                           timeout=180, cwd=REPO)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -311,3 +312,46 @@ def test_watermark_kind_names_what_was_drawn() -> None:
             assert np.ptp(cols) > 64
     assert abs(np.mean([k == "logo" for k in kinds]) - 0.25) < 0.07
     assert abs(np.mean([k.startswith("logo + ") for k in kinds]) - 0.15) < 0.06
+
+
+def test_training_batches_reuse_canvases_across_batches_not_within_one() -> None:
+    """Every batch holds distinct clean canvases, the next `share` - 1 batches degrade the same
+    ones their own way, and a sample does not depend on what the per-process cache held."""
+    pool = ddata.CleanPool([photo(1, (320, 240)), photo(2, (300, 300))], ("shapes",),
+                           collage_share=ddata.COLLAGE_SHARE)
+    data = train.SyntheticDegradations(pool, length=16, seed=3, crop=96, share=2, batch=4)
+    canvases = [data._canvas(i) for i in range(16)]
+    for b in range(4):
+        group = canvases[4 * b:4 * b + 4]
+        assert all(not np.array_equal(group[j], group[k]) for j in range(4) for k in range(j))
+    assert all(canvases[i] is canvases[i + 4] for i in (0, 1, 2, 3, 8, 9, 10, 11))
+    assert not np.array_equal(canvases[0], canvases[8])
+    assert not np.array_equal(data[0][0], data[4][0])  # same canvas, own degradations and crop
+    backwards = train.SyntheticDegradations(pool, length=16, seed=3, crop=96, share=2, batch=4)
+    for i in reversed(range(16)):
+        assert all(np.array_equal(a, b) for a, b in zip(backwards[i], data[i]))
+
+
+def test_colour_branch_feeds_the_colour_cast_head_alone() -> None:
+    """New nets give the colour-cast head a branch of its own: changing that branch moves the cast
+    logit and nothing else, and folding BatchNorm covers it. A config without the key (degradation-v6
+    and older) builds the net without it."""
+    import torch
+
+    torch.manual_seed(0)
+    model = net.DegradationNet().eval()
+    x = net.to_tensor(np.stack([photo(s, (96, 128)) for s in (1, 2)]))
+    with torch.inference_mode():
+        before, cells_before = model.forward_maps(x)
+        for p in model.color.parameters():
+            p.add_(0.5)
+        after, cells_after = model.forward_maps(x)
+        folded = net.fold_batchnorm(model).forward_maps(x)
+    cast = HEADS.index("color_cast")
+    others = [i for i in range(len(HEADS)) if i != cast]
+    assert (after[:, cast] - before[:, cast]).abs().min() > 1e-3
+    assert torch.equal(after[:, others], before[:, others]) and torch.equal(cells_after, cells_before)
+    assert torch.allclose(folded[0], after, atol=1e-4)
+    old = net.DegradationNet({k: v for k, v in net.DEFAULT_CONFIG.items() if k != "color_branch"})
+    assert not hasattr(old, "color") and old.heads[cast][0].in_features == old.heads[0][0].in_features
+    assert net.load_checkpoint(WEIGHTS_PATH).cast is None

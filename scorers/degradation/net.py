@@ -2,7 +2,8 @@
 
 A small fully convolutional net: a strided stem keeps pixel-level evidence (noise grain, 8x8 JPEG
 block edges, watermark strokes), depthwise-separable stages widen the receptive field, and global
-average + max pooling feeds one small sigmoid head per whole-image defect (blur, noise, JPEG, cast).
+average + max pooling feeds one small sigmoid head per whole-image defect (blur, noise, JPEG, cast);
+the cast head also reads a small colour branch of its own over the image reduced 8x.
 
 A watermark is local (a credit in one corner), so its head is a map instead: one logit per 16 x 16
 pixel cell, from the stride-16 features joined with the (upsampled) stride-32 ones, trained on where
@@ -28,7 +29,7 @@ from torch import nn
 
 FORMAT = "curator-degradation-v2"
 CELL = 16  # watermark map cell side in input pixels (the stride of the features it reads)
-DEFAULT_CONFIG: dict[str, Any] = {"widths": [16, 48, 96, 192, 256], "hidden": 64,
+DEFAULT_CONFIG: dict[str, Any] = {"widths": [16, 48, 96, 192, 256], "hidden": 64, "color_branch": 32,
                                   "heads": ["blur", "noise", "jpeg", "color_cast", "watermark"]}
 MEAN, STD = 0.5, 0.25
 
@@ -66,9 +67,20 @@ class DegradationNet(nn.Module):
             layers += [_Separable(cin, cout, 2), _Separable(cout, cout, 1)]
         self.to_stride16 = nn.Sequential(*layers)
         self.to_stride32 = nn.Sequential(_Separable(w[-2], w[-1], 2), _Separable(w[-1], w[-1], 1))
+        # The colour-cast head also reads a branch of its own (`color_branch` channels; older configs
+        # have none and load unchanged): two convolutions over the image reduced 8x, mean and max
+        # pooled. Colour is global, so the reduction loses little (at 4x the step cost 15% more). On
+        # the backbone's pooled features alone, shared with four other tasks, that head failed to
+        # train in three of six runs (BENCHMARKS.md).
+        width = self.config.get("color_branch", 0)
+        pooled_heads = [h for h in heads if h != "watermark"]
+        self.cast = pooled_heads.index("color_cast") if width else None
+        if width:
+            self.color = nn.Sequential(nn.AvgPool2d(8), _conv(3, width, 1), nn.Conv2d(width, width, 1, bias=False),
+                                       nn.BatchNorm2d(width), nn.ReLU(inplace=True))
         self.heads = nn.ModuleList(
-            nn.Sequential(nn.Linear(2 * w[-1], self.config["hidden"]), nn.ReLU(inplace=True),
-                          nn.Linear(self.config["hidden"], 1))
+            nn.Sequential(nn.Linear(2 * w[-1] + (2 * width if h == "color_cast" else 0), self.config["hidden"]),
+                          nn.ReLU(inplace=True), nn.Linear(self.config["hidden"], 1))
             for h in heads if h != "watermark")
         self.mark_map = nn.Sequential(nn.Conv2d(w[-2] + w[-1], self.config["hidden"], 1), nn.ReLU(inplace=True),
                                       nn.Conv2d(self.config["hidden"], 1, 1))
@@ -81,7 +93,11 @@ class DegradationNet(nn.Module):
         pooled = torch.cat([f32.mean(dim=(2, 3)), f32.amax(dim=(2, 3))], dim=1)
         up = nn.functional.interpolate(f32, size=f16.shape[2:], mode="nearest")
         cells = self.mark_map(torch.cat([f16, up], dim=1))[:, 0]
-        logits = [head(pooled) for head in self.heads]
+        inputs = [pooled] * len(self.heads)  # one per pooled head, in order (the watermark has none)
+        if self.cast is not None:
+            c = self.color(x)
+            inputs[self.cast] = torch.cat([pooled, c.mean(dim=(2, 3)), c.amax(dim=(2, 3))], dim=1)
+        logits = [head(v) for head, v in zip(self.heads, inputs)]
         logits.insert(self.mark, cells.amax(dim=(1, 2))[:, None])
         return torch.cat(logits, dim=1), cells
 
@@ -125,7 +141,7 @@ def save_checkpoint(model: DegradationNet, path: Path, meta: dict[str, Any]) -> 
     """Write the checkpoint (float32 state_dict, config, JSON-able meta) and a `.sha256` sidecar;
     returns the sha256."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     # Through a buffer: torch.save names the zip's records after the file it writes, so saving to a
     # path would make the bytes (and the sha256) depend on the output's name.
     buffer = io.BytesIO()

@@ -1,20 +1,14 @@
 """Train the degradation network on synthetic degradations of clean images.
 
-Reproduce the shipped checkpoint: four runs, each on fresh samples (two processes generate data
-while the training step runs); the second to fourth restart the learning-rate schedule from the
-previous run's weights (a warm restart, which is how training longer fits in separate runs):
+One run from scratch, in under an hour on 2 CPU cores (54.8 min on the 2-core machine of 2026-12-06;
+one process generates data while the other trains):
 
-    nice -n 5 python -m scorers.degradation train --out stage1.pt
-    nice -n 5 python -m scorers.degradation train --init stage1.pt --steps 6000 --lr 1e-3 --seed 1 --out stage2.pt
-    nice -n 5 python -m scorers.degradation train --init stage2.pt --steps 6000 --lr 1e-3 --seed 2 --out stage3.pt
-    nice -n 5 python -m scorers.degradation train --init stage3.pt --steps 6000 --lr 1e-3 --seed 3 \
-        --out scorers/degradation/degradation-v6.pt
+    nice -n 5 python -m scorers.degradation train --out degradation.pt
 
-(defaults: --steps 9000 --batch 32 --crop 224 --lr 2e-3 --seed 0 --threads 1 --workers 2; stage1.pt
-is the earlier degradation-v4.pt, stage3.pt degradation-v5.pt), then paste the printed sha256 into
-WEIGHTS_SHA256 in scorers/degradation/__init__.py. Wall time: 0.34 s a step on the idle 2-core
-machine of 2026-11-30 (51 min for stage 1), 0.44-0.6 s on slower 2-core ones (about
-86 + 44 + 48 + 58 min; BENCHMARKS.md).
+(defaults: --steps 11000 --batch 32 --crop 192 --canvas-share 8 --lr 2e-3 --seed 0 --threads 1
+--workers 1). The shipped degradation-v6.pt still comes from the longer recipe of an earlier
+train.py (224 px crops, unshared canvases, no colour branch; one run and three warm restarts, about
+four hours), whose watermark head is better; the README says how to rebuild it.
 
 Data recipe (all built on the fly from the seed, nothing downloaded; see data.py):
 - clean sources: 10 photos shipped by scikit-image (astronaut, chelsea, coffee, motorcycle_left,
@@ -31,14 +25,17 @@ Data recipe (all built on the fly from the seed, nothing downloaded; see data.py
   watermark (random text in the training fonts, logos, positions, sizes, colours, rotations,
   tiling, opacity 0.15..1), JPEG quality 5..87; plus label-free exposure / contrast nuisances.
   Labels are the applied intensities, except the watermark's, which is its presence (data.py).
-- the network trains on 224 px crops of those canvases. The watermark map is trained per 16 px
-  cell: 1 where the mark changed a pixel visibly, 0 where it changed none, left out of the loss
-  where it only grazed the cell; the crop's watermark label follows its cells.
+- each batch holds 32 distinct canvases, and the next seven batches degrade the same canvases
+  again, each sample its own way (drawing canvases is most of the data cost). The network
+  trains on 192 px crops. The watermark map is trained per 16 px cell: 1 where the mark changed a
+  pixel visibly, 0 where it changed none, left out of the loss where it only grazed the cell; the
+  crop's watermark label follows its cells.
 - held out entirely (for benchmarks/degradation_eval.py): other photos, the "landscape" family and
   the Liberation Serif / DejaVu Sans Mono fonts.
 
-Sample i is generated from numpy's default_rng([seed, i]), so a run is reproducible for a given
-seed, thread count and installed fonts / library versions.
+Canvas c is drawn from numpy's default_rng([seed, c]) and sample i degraded and cropped with
+default_rng([seed, i, 1]), so a run is reproducible for a given seed, thread count and installed
+fonts / library versions (the number of data workers does not matter).
 
 Retrain on your own clean images (photos without the defects; they replace the built-in photos
 with --no-builtin-photos, else they are added to them):
@@ -68,19 +65,38 @@ from scorers.degradation import data as ddata
 
 
 class SyntheticDegradations(Dataset):
-    """Sample i, generated from rng([seed, i]): a degraded crop, its labels and label mask, and the
-    watermark map's cell targets and cell mask."""
+    """Sample i: a degraded crop, its labels and label mask, and the watermark map's cell targets
+    and cell mask.
 
-    def __init__(self, pool: ddata.CleanPool, length: int, seed: int, crop: int) -> None:
-        self.pool, self.length, self.seed, self.crop = pool, length, seed, crop
+    Each batch holds `batch` distinct clean canvases, and `share` consecutive batches reuse them
+    (canvas (b // share) * batch + j for position j of batch b, drawn from rng([seed, canvas])), each
+    sample under its own degradations and crop (rng([seed, i, 1])). Drawing canvases is three quarters
+    of the data cost; spreading the reuse over batches keeps every batch as varied as unshared data
+    (sharing within a batch cost the colour-cast head, BENCHMARKS.md)."""
+
+    def __init__(self, pool: ddata.CleanPool, length: int, seed: int, crop: int, share: int = 1,
+                 batch: int = 32) -> None:
+        self.pool, self.length, self.seed, self.crop, self.share, self.batch = pool, length, seed, crop, share, batch
         self.fonts = ddata.split_fonts("train")
+        self._cache: tuple[int, dict[int, np.ndarray]] = (-1, {})  # per process: the current group's canvases
 
     def __len__(self) -> int:
         return self.length
 
+    def _canvas(self, i: int) -> np.ndarray:
+        b, j = divmod(i, self.batch)
+        group = b // self.share
+        if self._cache[0] != group:
+            self._cache = group, {}
+        c = group * self.batch + j
+        if c not in self._cache[1]:
+            rng = np.random.default_rng([self.seed, c])
+            self._cache[1][c] = self.pool.canvas(rng, int(rng.integers(320, 417)), min_short=self.crop)
+        return self._cache[1][c]
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
-        rng = np.random.default_rng([self.seed, i])
-        canvas = self.pool.canvas(rng, int(rng.integers(320, 417)), min_short=self.crop)
+        canvas = self._canvas(i)
+        rng = np.random.default_rng([self.seed, i, 1])
         img, labels, alpha, _ = ddata.degrade_random(canvas, rng, self.fonts)
         ex = ddata.crop_example(img, labels, alpha, rng, self.crop, net.CELL)
         return tuple(torch.from_numpy(a) for a in (ex.image, ex.labels, ex.mask, ex.cells, ex.cell_mask))
@@ -108,23 +124,25 @@ def lr_at(step: int, steps: int, peak: float, warmup: int = 200) -> float:
 
 
 def train(pool: ddata.CleanPool, out: Path, steps: int, batch: int, crop: int, lr: float, seed: int,
-          threads: int, workers: int, log_every: int = 100, init: Path | None = None) -> str:
+          threads: int, workers: int, log_every: int = 100, init: Path | None = None, share: int = 8) -> str:
     """Train (from scratch, or on from the checkpoint `init`) and write the checkpoint; returns its sha256."""
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return _train(pool, out, steps, batch, crop, lr, seed, threads, workers, log_every, init)
+        return _train(pool, out, steps, batch, crop, lr, seed, threads, workers, log_every, init, share)
     finally:
         torch.set_num_threads(previous_threads)
 
 
 def _train(pool: ddata.CleanPool, out: Path, steps: int, batch: int, crop: int, lr: float, seed: int,
-           threads: int, workers: int, log_every: int, init: Path | None) -> str:
+           threads: int, workers: int, log_every: int, init: Path | None, share: int) -> str:
     torch.manual_seed(seed)
     model = net.DegradationNet() if init is None else net.load_checkpoint(init)
+    # channels_last: the same net, 1.4x faster training steps on CPU (measured, BENCHMARKS.md).
+    model = model.to(memory_format=torch.channels_last)
     init_meta = {} if init is None else {"init_sha256": net.sha256(init)}  # the file as loaded
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    data = SyntheticDegradations(pool, steps * batch, seed, crop)
+    data = SyntheticDegradations(pool, steps * batch, seed, crop, share, batch)
     # Workers are spawned, not forked: a fork inherits OpenCV's thread pool once the parent has
     # resized a large photo (a --clean-dir JPEG is halved on loading) and hangs on its first resize.
     loader = DataLoader(data, batch_size=batch, shuffle=False, num_workers=workers,
@@ -142,7 +160,8 @@ def _train(pool: ddata.CleanPool, out: Path, steps: int, batch: int, crop: int, 
     for step, (img, labels, mask, cells, cell_mask) in enumerate(loader):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, steps, lr)
-        logits, cell_logits = model.forward_maps(net.to_tensor(img.numpy()))
+        x = net.to_tensor(img.numpy()).contiguous(memory_format=torch.channels_last)
+        logits, cell_logits = model.forward_maps(x)
         terms = _bce_terms(logits, labels, mask)
         loss = terms.sum() / mask.sum().clamp(min=1) + _masked_bce(cell_logits, cells, cell_mask)
         opt.zero_grad(set_to_none=True)
@@ -162,7 +181,7 @@ def _train(pool: ddata.CleanPool, out: Path, steps: int, batch: int, crop: int, 
             head_n.zero_()
     wall = time.time() - start
     # No wall time or other run-specific values: the same seed must give a byte-identical file.
-    meta = {"seed": seed, "steps": steps, "batch": batch, "crop": crop, "lr": lr, "threads": threads,
+    meta = {"seed": seed, "steps": steps, "batch": batch, "crop": crop, "share": share, "lr": lr, "threads": threads,
             "photos": len(pool.photos), "families": list(pool.families), "heads": list(HEADS),
             "torch": str(torch.__version__), **init_meta}
     digest = net.save_checkpoint(model.eval(), out, meta)
@@ -174,14 +193,16 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="python -m scorers.degradation train",
                                  description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True, help="checkpoint to write (+ .sha256 sidecar)")
-    ap.add_argument("--steps", type=int, default=9000)
+    ap.add_argument("--steps", type=int, default=11000)
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--crop", type=int, default=224, help="training crop side in pixels")
+    ap.add_argument("--crop", type=int, default=192, help="training crop side in pixels")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads for the training step")
-    ap.add_argument("--workers", type=int, default=2,
+    ap.add_argument("--workers", type=int, default=1,
                     help="data-generation processes (0 = in-process); the data never depends on it")
+    ap.add_argument("--canvas-share", type=int, default=8,
+                    help="consecutive samples that share a clean canvas, each degraded its own way")
     ap.add_argument("--clean-dir", type=Path, action="append", default=[],
                     help="folder of your own clean images (repeatable)")
     ap.add_argument("--no-builtin-photos", action="store_true", help="train only on --clean-dir photos")
@@ -206,5 +227,5 @@ def main(argv: list[str]) -> int:
     if not pool.photos and not pool.families:
         ap.error("no clean sources: give --clean-dir or keep the built-in photos / procedural images")
     train(pool, args.out, args.steps, args.batch, args.crop, args.lr, args.seed, args.threads, args.workers,
-          args.log_every, args.init)
+          args.log_every, args.init, args.canvas_share)
     return 0
