@@ -71,8 +71,9 @@ class SyntheticDegradations(Dataset):
     Each batch holds `batch` distinct clean canvases, and `share` consecutive batches reuse them
     (canvas (b // share) * batch + j for position j of batch b, drawn from rng([seed, canvas])), each
     sample under its own degradations and crop (rng([seed, i, 1])). Drawing canvases is three quarters
-    of the data cost; spreading the reuse over batches keeps every batch as varied as unshared data
-    (sharing within a batch cost the colour-cast head, BENCHMARKS.md)."""
+    of the data cost; spreading the reuse over batches keeps every batch's canvases distinct (the one
+    run that shared canvases within a batch scored below unshared v4 on blur, noise, JPEG and colour
+    cast, BENCHMARKS.md)."""
 
     def __init__(self, pool: ddata.CleanPool, length: int, seed: int, crop: int, share: int = 1,
                  batch: int = 32) -> None:
