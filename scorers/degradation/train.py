@@ -75,8 +75,7 @@ class SyntheticDegradations(Dataset):
     run that shared canvases within a batch scored below unshared v4 on blur, noise, JPEG and colour
     cast, BENCHMARKS.md)."""
 
-    def __init__(self, pool: ddata.CleanPool, length: int, seed: int, crop: int, share: int = 1,
-                 batch: int = 32) -> None:
+    def __init__(self, pool: ddata.CleanPool, length: int, seed: int, crop: int, share: int, batch: int) -> None:
         self.pool, self.length, self.seed, self.crop, self.share, self.batch = pool, length, seed, crop, share, batch
         self.fonts = ddata.split_fonts("train")
         self._cache: tuple[int, dict[int, np.ndarray]] = (-1, {})  # per process: the current group's canvases
