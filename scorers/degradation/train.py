@@ -1,7 +1,7 @@
 """Train the degradation network on synthetic degradations of clean images.
 
-One run from scratch, in under an hour on 2 CPU cores (54.8 min on the 2-core machine of 2026-12-06;
-one process generates data while the other trains):
+One run from scratch, in under an hour on 2 CPU cores (54.8 and 50.0 min on two 2-core machines on
+2026-12-06; one process generates data while the other trains):
 
     nice -n 5 python -m scorers.degradation train --out degradation.pt
 
@@ -34,8 +34,10 @@ Data recipe (all built on the fly from the seed, nothing downloaded; see data.py
   the Liberation Serif / DejaVu Sans Mono fonts.
 
 Canvas c is drawn from numpy's default_rng([seed, c]) and sample i degraded and cropped with
-default_rng([seed, i, 1]), so a run is reproducible for a given seed, thread count and installed
-fonts / library versions (the number of data workers does not matter).
+default_rng([seed, i, 1]), so a run is reproducible for a given seed, thread count, installed
+fonts / library versions and CPU (the number of data workers does not matter). Across CPUs the bytes
+differ (the same command on an Intel and an AMD machine gave two checkpoints, 0.876 and 0.881 on the
+watermark pairs: BENCHMARKS.md).
 
 Retrain on your own clean images (photos without the defects; they replace the built-in photos
 with --no-builtin-photos, else they are added to them):
