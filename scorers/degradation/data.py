@@ -603,7 +603,7 @@ def degrade_random(img: np.ndarray, rng: np.random.Generator, fonts: Sequence[Pa
             labels[MARK] = rng.uniform(0.15, 1.0)
             before = out
             out = degrade.blend_overlay(out, alpha, _color(rng), float(labels[MARK]))
-            diff = cv2.absdiff(out, before)  # the channels' max by hand: numpy's max(axis=2) is 5x slower
+            diff = cv2.absdiff(out, before)  # with the channels' max by hand, 5x faster than numpy's abs + max(axis=2)
             change = np.maximum(np.maximum(diff[..., 0], diff[..., 1]), diff[..., 2]).astype(np.float32) / 255.0
     if present[JPEG]:
         quality = round(92 - 87 * float(np.float32(rng.uniform(0.06, 1.0))))
