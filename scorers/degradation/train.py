@@ -1,7 +1,7 @@
 """Train the degradation network on synthetic degradations of clean images.
 
 One run from scratch, in under an hour on 2 CPU cores (54.8 and 50.0 min on two 2-core machines on
-2026-12-06; one process generates data while the other trains):
+2026-12-06/07; one process generates data while the other trains):
 
     nice -n 5 python -m scorers.degradation train --out degradation.pt
 
