@@ -339,7 +339,12 @@ def test_review_journey(app, browser) -> None:
     step('Bulk')
     # Bulk: accept the top 5 undecided of the view.
     page.get_by_text("Bulk actions").click()
+    # The accordion renders its widgets only as it opens. Type once the box shows its initial K, and
+    # leave it so the value is committed: in one CI run K stayed 50 and every image was accepted.
+    page.wait_for_function("() => document.querySelector('#cur-top-k input')?.value === '50'")
     page.locator("#cur-top-k input").fill("5")
+    page.locator("#cur-top-k input").press("Tab")
+    page.wait_for_function("() => document.querySelector('#cur-top-k input').value === '5'")
     undecided_in_top5 = sum("✓" not in c and "✕" not in c for c in captions(page)[:5])
     assert undecided_in_top5 == 3   # the first two were decided above
     page.locator("#cur-accept-top").click()
