@@ -23,3 +23,16 @@ def chromium() -> Iterator[Any]:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+def fill_number(page: Any, elem_id: str, initial: str, text: str) -> None:
+    """Type `text` into the gr.Number `elem_id` and commit it, as a person would.
+
+    Tabs and accordions draw their widgets only as they open, so wait until the box shows its
+    `initial` value before typing, then leave the box and check it kept `text`: in one CI run a
+    bulk K typed straight after opening its accordion stayed at its initial value."""
+    box = f"#{elem_id} input"
+    page.wait_for_function(f"() => document.querySelector('{box}')?.value === '{initial}'")
+    page.locator(box).fill(text)
+    page.locator(box).press("Tab")
+    page.wait_for_function(f"() => document.querySelector('{box}').value === '{text}'")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import needs_chromium
+from tests.browser import fill_number, needs_chromium
 from tests.live_app import REPO, LiveApp
 
 pytestmark = needs_chromium
@@ -339,12 +339,7 @@ def test_review_journey(app, browser) -> None:
     step('Bulk')
     # Bulk: accept the top 5 undecided of the view.
     page.get_by_text("Bulk actions").click()
-    # The accordion renders its widgets only as it opens. Type once the box shows its initial K, and
-    # leave it so the value is committed: in one CI run K stayed 50 and every image was accepted.
-    page.wait_for_function("() => document.querySelector('#cur-top-k input')?.value === '50'")
-    page.locator("#cur-top-k input").fill("5")
-    page.locator("#cur-top-k input").press("Tab")
-    page.wait_for_function("() => document.querySelector('#cur-top-k input').value === '5'")
+    fill_number(page, "cur-top-k", "50", "5")
     undecided_in_top5 = sum("✓" not in c and "✕" not in c for c in captions(page)[:5])
     assert undecided_in_top5 == 3   # the first two were decided above
     page.locator("#cur-accept-top").click()

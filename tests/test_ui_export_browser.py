@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import needs_chromium
+from tests.browser import fill_number, needs_chromium
 from tests.live_app import REPO, app_env, free_port, start_app, stop_app
 
 pytestmark = needs_chromium
@@ -94,7 +94,7 @@ def test_dedupe_select_export_and_download(app_url: str, tmp_path: Path, browser
 
     # Selection: a diverse preview of what is left (one per shot plus the singles).
     page.get_by_role("tab", name="Selection").click()
-    page.locator("#cur-sel-k input").fill(str(SHOTS + SINGLES))
+    fill_number(page, "cur-sel-k", "400", str(SHOTS + SINGLES))
     page.locator("#cur-sel-preview").click()
     page.wait_for_selector(f".cur-sel-summary[data-count='{SHOTS + SINGLES}']", timeout=30_000)
     page.locator("#cur-sel-propose").click()                  # proposed as accepted, then undone
