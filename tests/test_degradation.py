@@ -332,10 +332,49 @@ def test_training_batches_reuse_canvases_across_batches_not_within_one() -> None
         assert all(np.array_equal(a, b) for a, b in zip(backwards[i], data[i]))
 
 
-def test_colour_branch_feeds_the_colour_cast_head_alone() -> None:
+def test_reused_batches_come_back_flipped_with_their_cell_targets() -> None:
+    """--reuse: each chunk of fresh batches first as generated, then once more per extra pass, in a
+    shuffled order and flipped another way, the watermark cell targets flipped with the pixels."""
+    import torch
+
+    def batch(b: int) -> tuple[torch.Tensor, ...]:  # one bright 16 px cell, its cell target set
+        img = torch.zeros(1, 32, 48, 3, dtype=torch.uint8)
+        img[0, :16, 16 * b:16 * b + 16] = 255
+        cells = torch.zeros(1, 2, 3)
+        cells[0, 0, b] = 1
+        return img, torch.full((1, 5), float(b)), torch.ones(1, 5), cells, torch.ones(1, 2, 3)
+
+    fresh = [batch(b) for b in range(3)]
+    out = list(train.reused(iter(fresh + [batch(0)]), reuse=4, chunk=3, seed=0))
+    assert len(out) == 4 * 3 + 4
+    assert all(out[i] is fresh[i] for i in range(3))
+    for p in range(4):
+        assert sorted(int(b[1][0, 0]) for b in out[3 * p:3 * p + 3]) == [0, 1, 2]  # each batch once a pass
+    passes = [[b[0][0].float().mean(-1) for b in out[3 * p:3 * p + 3]] for p in range(4)]
+    assert all(torch.equal(img, torch.flip(fresh[int(b[1][0, 0])][0][0].float().mean(-1), dims))
+               for p, dims in enumerate([(), (1,), (0,), (0, 1)]) for img, b in zip(passes[p], out[3 * p:3 * p + 3]))
+    for img, labels, mask, cells, cell_mask in out:  # the target cell is where the bright cell went
+        bright = img[0].float().mean(-1).reshape(2, 16, 3, 16).mean((1, 3)) > 0
+        assert torch.equal(bright, cells[0] > 0)
+    assert [int(b[1][0, 0]) for b in out[12:]] == [0, 0, 0, 0]  # a short last chunk is reused too
+    assert list(train.reused(iter(fresh), reuse=1, chunk=3, seed=0)) == fresh
+
+
+def test_training_with_reuse_is_reproducible_and_records_it(tmp_path: Path) -> None:
+    import torch
+
+    kw = dict(steps=4, batch=2, crop=64, lr=1e-3, seed=3, threads=1, workers=0, log_every=1, reuse=2, chunk=1)
+    first = train.train(_tiny_pool(), tmp_path / "a.pt", **kw)
+    assert first == train.train(_tiny_pool(), tmp_path / "b.pt", **kw)
+    assert first != train.train(_tiny_pool(), tmp_path / "c.pt", **{**kw, "reuse": 1})
+    meta = torch.load(tmp_path / "a.pt", weights_only=True)["meta"]
+    assert meta["reuse"] == 2 and meta["chunk"] == 1 and meta["steps"] == 4
+
+
+def test_colour_branch_feeds_the_colour_cast_head_alone(tmp_path: Path) -> None:
     """New nets give the colour-cast head a branch of its own: changing that branch moves the cast
     logit and nothing else, and folding BatchNorm covers it. A config without the key (degradation-v6
-    and older) builds the net without it."""
+    and older) builds and loads the net without it; the shipped net has it."""
     import torch
 
     torch.manual_seed(0)
@@ -354,4 +393,6 @@ def test_colour_branch_feeds_the_colour_cast_head_alone() -> None:
     assert torch.allclose(folded[0], after, atol=1e-4)
     old = net.DegradationNet({k: v for k, v in net.DEFAULT_CONFIG.items() if k != "color_branch"})
     assert not hasattr(old, "color") and old.heads[cast][0].in_features == old.heads[0][0].in_features
-    assert net.load_checkpoint(WEIGHTS_PATH).cast is None
+    net.save_checkpoint(old, tmp_path / "old.pt", {})
+    assert net.load_checkpoint(tmp_path / "old.pt").cast is None
+    assert net.load_checkpoint(WEIGHTS_PATH).cast == cast

@@ -1,7 +1,7 @@
 """Degradation scorer: a small CNN trained in-project to spot blur, noise, JPEG artefacts, colour
 casts and watermarks.
 
-Unlike the other neural scorers its weights need no download: `scorers/degradation/degradation-v6.pt`
+Unlike the other neural scorers its weights need no download: `scorers/degradation/degradation-v7.pt`
 is trained here on synthetic degradations of clean images (see `scorers/degradation/train.py` for
 the exact command and data recipe) and shipped in the repository. The file is verified against
 WEIGHTS_SHA256 before use, so a corrupt or swapped file makes the scorer unavailable instead of
@@ -22,8 +22,8 @@ import numpy as np
 from scorers.base import Availability, DecodedImage, Metric, Scorer, WeightsUnavailable, register
 
 HEADS = ("blur", "noise", "jpeg", "color_cast", "watermark")
-WEIGHTS_PATH = Path(__file__).parent / "degradation-v6.pt"
-WEIGHTS_SHA256 = "c1ed31b1cb0850523a5fe23e260b49d8c0d0a4ed1635fce015a480691ca01c8d"
+WEIGHTS_PATH = Path(__file__).parent / "degradation-v7.pt"
+WEIGHTS_SHA256 = "51f6875772930bd4282a597fbe4a81d07f6d79d1b93cabd8c81b4d26f2f8224d"
 # overall = 1 - sum(w * head): the watermark counts most because no classic metric sees it.
 OVERALL_WEIGHTS = {"blur": 0.2, "noise": 0.2, "jpeg": 0.15, "color_cast": 0.15, "watermark": 0.3}
 _DESCRIPTIONS = {
@@ -45,7 +45,7 @@ class DegradationScorer(Scorer):
     twice)."""
 
     name = "degradation"
-    version = "6"
+    version = "7"
     description = "In-project CNN: blur / noise / JPEG / colour-cast intensities, watermark presence"
     input_size = 384
     option_help = {"degradation_weights": "a checkpoint from `python -m scorers.degradation train` "

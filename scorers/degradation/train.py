@@ -1,14 +1,15 @@
 """Train the degradation network on synthetic degradations of clean images.
 
-One run from scratch, in under an hour on 2 CPU cores (54.8 and 50.0 min on two 2-core machines on
-2026-12-06/07; one process generates data while the other trains):
+One run from scratch, in under an hour on 2 CPU cores (51.5 min on a 2-core AMD EPYC machine on
+2026-12-08); it gives the shipped degradation-v7.pt (on the same kind of CPU, see below):
 
     nice -n 5 python -m scorers.degradation train --out degradation.pt
 
-(defaults: --steps 11000 --batch 32 --crop 192 --canvas-share 8 --lr 2e-3 --seed 0 --threads 1
---workers 1). The shipped degradation-v6.pt still comes from the longer recipe of an earlier
-train.py (224 px crops, unshared canvases, no colour branch; one run and three warm restarts, about
-four hours), whose watermark head is better; the README says how to rebuild it.
+(defaults: --steps 21000 --batch 32 --crop 192 --canvas-share 8 --reuse 4 --chunk 256 --lr 2e-3
+--seed 0 --threads 2 --workers 2). The two cores take turns: both generate a chunk of 256 batches,
+then both run the training step on them, four times over (as generated, then shuffled and
+mirrored, upside down, and both). The step runs 1.7x faster on two threads than on one, and the
+hour was short of steps rather than of fresh samples (BENCHMARKS.md).
 
 Data recipe (all built on the fly from the seed, nothing downloaded; see data.py):
 - clean sources: 10 photos shipped by scikit-image (astronaut, chelsea, coffee, motorcycle_left,
@@ -27,9 +28,9 @@ Data recipe (all built on the fly from the seed, nothing downloaded; see data.py
   Labels are the applied intensities, except the watermark's, which is its presence (data.py).
 - each batch holds 32 distinct canvases, and the next seven batches degrade the same canvases
   again, each sample its own way (drawing canvases is most of the data cost). The network
-  trains on 192 px crops. The watermark map is trained per 16 px cell: 1 where the mark changed a
-  pixel visibly, 0 where it changed none, left out of the loss where it only grazed the cell; the
-  crop's watermark label follows its cells.
+  trains on 192 px crops, each generated batch four times (--reuse). The watermark map is
+  trained per 16 px cell: 1 where the mark changed a pixel visibly, 0 where it changed none, left
+  out of the loss where it only grazed the cell; the crop's watermark label follows its cells.
 - held out entirely (for benchmarks/degradation_eval.py): other photos, the "landscape" family and
   the Liberation Serif / DejaVu Sans Mono fonts.
 
@@ -47,14 +48,16 @@ with --no-builtin-photos, else they are added to them):
 and score with it via the scorer option degradation_weights=my-degradation.pt. Or fine-tune the
 shipped net on them, which takes a fraction of the time:
 
-    python -m scorers.degradation train --clean-dir /path/to/clean --init scorers/degradation/degradation-v6.pt \
+    python -m scorers.degradation train --clean-dir /path/to/clean --init scorers/degradation/degradation-v7.pt \
         --steps 3000 --lr 1e-3 --out my-degradation.pt
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import cv2
@@ -118,6 +121,33 @@ def _masked_bce(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) 
     return _bce_terms(logits, target, mask).sum() / mask.sum().clamp(min=1)
 
 
+FLIPS = ((), (2,), (1,), (1, 2))  # dims of an (N, H, W[, C]) batch: as generated, mirrored, upside down, both
+
+
+def reused(batches: Iterable[tuple[torch.Tensor, ...]], reuse: int, chunk: int, seed: int
+           ) -> Iterator[tuple[torch.Tensor, ...]]:
+    """Each chunk of `chunk` fresh batches as they come, then `reuse - 1` more passes over it, each
+    in its own shuffled order and flipped another way (FLIPS; every label holds under a flip, and
+    the watermark cell targets flip with the image).
+
+    Why: on two cores the data worker and the training step used to run side by side, one core
+    each. Taking turns instead, both cores generate a chunk, then the step runs on two threads,
+    1.7x faster than on one (0.13 s against 0.22 s, BENCHMARKS.md), and the reuse keeps the
+    generating turns short."""
+    if reuse == 1:
+        yield from batches
+        return
+    order_rng = torch.Generator().manual_seed(seed)
+    source = iter(batches)
+    while fresh := list(itertools.islice(source, chunk)):
+        yield from fresh
+        for r in range(1, reuse):
+            dims = FLIPS[r % len(FLIPS)]
+            for k in torch.randperm(len(fresh), generator=order_rng).tolist():
+                img, labels, mask, cells, cell_mask = fresh[k]
+                yield (img.flip(dims), labels, mask, cells.flip(dims), cell_mask.flip(dims)) if dims else fresh[k]
+
+
 def lr_at(step: int, steps: int, peak: float, warmup: int = 200) -> float:
     """Linear warm-up, then cosine decay to zero."""
     if step < warmup:
@@ -126,25 +156,27 @@ def lr_at(step: int, steps: int, peak: float, warmup: int = 200) -> float:
 
 
 def train(pool: ddata.CleanPool, out: Path, steps: int, batch: int, crop: int, lr: float, seed: int,
-          threads: int, workers: int, log_every: int = 100, init: Path | None = None, share: int = 8) -> str:
+          threads: int, workers: int, log_every: int = 100, init: Path | None = None, share: int = 8,
+          reuse: int = 1, chunk: int = 256) -> str:
     """Train (from scratch, or on from the checkpoint `init`) and write the checkpoint; returns its sha256."""
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return _train(pool, out, steps, batch, crop, lr, seed, threads, workers, log_every, init, share)
+        return _train(pool, out, steps, batch, crop, lr, seed, threads, workers, log_every, init, share, reuse, chunk)
     finally:
         torch.set_num_threads(previous_threads)
 
 
 def _train(pool: ddata.CleanPool, out: Path, steps: int, batch: int, crop: int, lr: float, seed: int,
-           threads: int, workers: int, log_every: int, init: Path | None, share: int) -> str:
+           threads: int, workers: int, log_every: int, init: Path | None, share: int, reuse: int,
+           chunk: int) -> str:
     torch.manual_seed(seed)
     model = net.DegradationNet() if init is None else net.load_checkpoint(init)
     # channels_last: the same net, 1.4x faster training steps on CPU (measured, BENCHMARKS.md).
     model = model.to(memory_format=torch.channels_last)
     init_meta = {} if init is None else {"init_sha256": net.sha256(init)}  # the file as loaded
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    data = SyntheticDegradations(pool, steps * batch, seed, crop, share, batch)
+    data = SyntheticDegradations(pool, -(-steps // reuse) * batch, seed, crop, share, batch)
     # Workers are spawned, not forked: a fork inherits OpenCV's thread pool once the parent has
     # resized a large photo (a --clean-dir JPEG is halved on loading) and hangs on its first resize.
     loader = DataLoader(data, batch_size=batch, shuffle=False, num_workers=workers,
@@ -159,7 +191,8 @@ def _train(pool: ddata.CleanPool, out: Path, steps: int, batch: int, crop: int, 
     # runs, BENCHMARKS.md) shows as a loss that stalls while the total falls.
     running, head_loss, head_n = 0.0, torch.zeros(len(HEADS)), torch.zeros(len(HEADS))
     model.train()
-    for step, (img, labels, mask, cells, cell_mask) in enumerate(loader):
+    for step, (img, labels, mask, cells, cell_mask) in enumerate(
+            itertools.islice(reused(loader, reuse, chunk, seed), steps)):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, steps, lr)
         x = net.to_tensor(img.numpy()).contiguous(memory_format=torch.channels_last)
@@ -184,8 +217,8 @@ def _train(pool: ddata.CleanPool, out: Path, steps: int, batch: int, crop: int, 
     wall = time.time() - start
     # No wall time or other run-specific values: the same seed must give a byte-identical file.
     meta = {"seed": seed, "steps": steps, "batch": batch, "crop": crop, "share": share, "lr": lr, "threads": threads,
-            "photos": len(pool.photos), "families": list(pool.families), "heads": list(HEADS),
-            "torch": str(torch.__version__), **init_meta}
+            "reuse": reuse, "chunk": chunk, "photos": len(pool.photos), "families": list(pool.families),
+            "heads": list(HEADS), "torch": str(torch.__version__), **init_meta}
     digest = net.save_checkpoint(model.eval(), out, meta)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB) sha256 {digest} in {wall / 60:.1f} min", flush=True)
     return digest
@@ -195,16 +228,19 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="python -m scorers.degradation train",
                                  description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True, help="checkpoint to write (+ .sha256 sidecar)")
-    ap.add_argument("--steps", type=int, default=11000)
+    ap.add_argument("--steps", type=int, default=21000)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--crop", type=int, default=192, help="training crop side in pixels")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1, help="torch threads for the training step")
-    ap.add_argument("--workers", type=int, default=1,
+    ap.add_argument("--threads", type=int, default=2, help="torch threads for the training step")
+    ap.add_argument("--workers", type=int, default=2,
                     help="data-generation processes (0 = in-process); the data never depends on it")
     ap.add_argument("--canvas-share", type=int, default=8,
                     help="consecutive samples that share a clean canvas, each degraded its own way")
+    ap.add_argument("--reuse", type=int, default=4,
+                    help="train on each generated batch this many times (flipped another way each time)")
+    ap.add_argument("--chunk", type=int, default=256, help="batches generated in one turn before they are reused")
     ap.add_argument("--clean-dir", type=Path, action="append", default=[],
                     help="folder of your own clean images (repeatable)")
     ap.add_argument("--no-builtin-photos", action="store_true", help="train only on --clean-dir photos")
@@ -213,6 +249,8 @@ def main(argv: list[str]) -> int:
                     help="start from this checkpoint (e.g. the shipped one) instead of random weights")
     ap.add_argument("--log-every", type=int, default=100)
     args = ap.parse_args(argv)
+    if args.reuse < 1 or args.chunk < 1:
+        ap.error("--reuse and --chunk must be at least 1")
     if args.init is not None:  # checked before any photo is read
         if not args.init.is_file():
             ap.error(f"--init {args.init}: no such checkpoint")
@@ -229,5 +267,5 @@ def main(argv: list[str]) -> int:
     if not pool.photos and not pool.families:
         ap.error("no clean sources: give --clean-dir or keep the built-in photos / procedural images")
     train(pool, args.out, args.steps, args.batch, args.crop, args.lr, args.seed, args.threads, args.workers,
-          args.log_every, args.init, args.canvas_share)
+          args.log_every, args.init, args.canvas_share, args.reuse, args.chunk)
     return 0
