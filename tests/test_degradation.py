@@ -353,7 +353,7 @@ def test_reused_batches_come_back_flipped_with_their_cell_targets() -> None:
     passes = [[b[0][0].float().mean(-1) for b in out[3 * p:3 * p + 3]] for p in range(4)]
     assert all(torch.equal(img, torch.flip(fresh[int(b[1][0, 0])][0][0].float().mean(-1), dims))
                for p, dims in enumerate([(), (1,), (0,), (0, 1)]) for img, b in zip(passes[p], out[3 * p:3 * p + 3]))
-    for img, labels, mask, cells, cell_mask in out:  # the target cell is where the bright cell went
+    for img, _labels, _mask, cells, _cell_mask in out:  # the target cell is where the bright cell went
         bright = img[0].float().mean(-1).reshape(2, 16, 3, 16).mean((1, 3)) > 0
         assert torch.equal(bright, cells[0] > 0)
     assert [int(b[1][0, 0]) for b in out[12:]] == [0, 0, 0, 0]  # a short last chunk is reused too

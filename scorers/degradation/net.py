@@ -54,6 +54,15 @@ class _Separable(nn.Module):
         return self.act(y + x if self.residual else y)
 
 
+def _at_least(x: torch.Tensor, side: int) -> torch.Tensor:
+    """x edge-padded to at least `side` pixels each way: the colour branch's 8x reduction needs
+    8, and a thin strip (3 x 300) or a 1-pixel image must still score. Larger images pass unchanged."""
+    h, w = x.shape[2:]
+    if h >= side and w >= side:
+        return x
+    return nn.functional.pad(x, (0, max(0, side - w), 0, max(0, side - h)), mode="replicate")
+
+
 class DegradationNet(nn.Module):
     """Shared backbone; pooled heads for whole-image defects, a cell map for the watermark."""
 
@@ -95,7 +104,7 @@ class DegradationNet(nn.Module):
         cells = self.mark_map(torch.cat([f16, up], dim=1))[:, 0]
         inputs = [pooled] * len(self.heads)  # one per pooled head, in order (the watermark has none)
         if self.cast is not None:
-            c = self.color(x)
+            c = self.color(_at_least(x, 8))
             inputs[self.cast] = torch.cat([pooled, c.mean(dim=(2, 3)), c.amax(dim=(2, 3))], dim=1)
         logits = [head(v) for head, v in zip(self.heads, inputs)]
         logits.insert(self.mark, cells.amax(dim=(1, 2))[:, None])
