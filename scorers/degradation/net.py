@@ -29,6 +29,7 @@ from torch import nn
 
 FORMAT = "curator-degradation-v2"
 CELL = 16  # watermark map cell side in input pixels (the stride of the features it reads)
+COLOR_REDUCTION = 8  # the colour branch reads the image average-pooled by this factor
 DEFAULT_CONFIG: dict[str, Any] = {"widths": [16, 48, 96, 192, 256], "hidden": 64, "color_branch": 32,
                                   "heads": ["blur", "noise", "jpeg", "color_cast", "watermark"]}
 MEAN, STD = 0.5, 0.25
@@ -55,8 +56,8 @@ class _Separable(nn.Module):
 
 
 def _at_least(x: torch.Tensor, side: int) -> torch.Tensor:
-    """x edge-padded to at least `side` pixels each way: the colour branch's 8x reduction needs
-    8, and a thin strip (3 x 300) or a 1-pixel image must still score. Larger images pass unchanged."""
+    """x edge-padded to at least `side` pixels each way: the colour branch's pooling needs a full
+    window, and a thin strip (3 x 300) or a 1-pixel image must still score. Larger images pass unchanged."""
     h, w = x.shape[2:]
     if h >= side and w >= side:
         return x
@@ -85,8 +86,9 @@ class DegradationNet(nn.Module):
         pooled_heads = [h for h in heads if h != "watermark"]
         self.cast = pooled_heads.index("color_cast") if width else None
         if width:
-            self.color = nn.Sequential(nn.AvgPool2d(8), _conv(3, width, 1), nn.Conv2d(width, width, 1, bias=False),
-                                       nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+            self.color = nn.Sequential(nn.AvgPool2d(COLOR_REDUCTION), _conv(3, width, 1),
+                                       nn.Conv2d(width, width, 1, bias=False), nn.BatchNorm2d(width),
+                                       nn.ReLU(inplace=True))
         self.heads = nn.ModuleList(
             nn.Sequential(nn.Linear(2 * w[-1] + (2 * width if h == "color_cast" else 0), self.config["hidden"]),
                           nn.ReLU(inplace=True), nn.Linear(self.config["hidden"], 1))
@@ -104,7 +106,7 @@ class DegradationNet(nn.Module):
         cells = self.mark_map(torch.cat([f16, up], dim=1))[:, 0]
         inputs = [pooled] * len(self.heads)  # one per pooled head, in order (the watermark has none)
         if self.cast is not None:
-            c = self.color(_at_least(x, 8))
+            c = self.color(_at_least(x, COLOR_REDUCTION))
             inputs[self.cast] = torch.cat([pooled, c.mean(dim=(2, 3)), c.amax(dim=(2, 3))], dim=1)
         logits = [head(v) for head, v in zip(self.heads, inputs)]
         logits.insert(self.mark, cells.amax(dim=(1, 2))[:, None])

@@ -134,7 +134,7 @@ def reused(batches: Iterable[tuple[torch.Tensor, ...]], reuse: int, chunk: int, 
     each. Taking turns instead, both cores generate a chunk, then the step runs on two threads,
     1.7x faster than on one (0.13 s against 0.22 s, BENCHMARKS.md), and the reuse keeps the
     generating turns short."""
-    if reuse == 1:
+    if reuse == 1:  # straight through: no chunk to wait for, so generating and training overlap
         yield from batches
         return
     order_rng = torch.Generator().manual_seed(seed)
@@ -176,7 +176,7 @@ def _train(pool: ddata.CleanPool, out: Path, steps: int, batch: int, crop: int, 
     model = model.to(memory_format=torch.channels_last)
     init_meta = {} if init is None else {"init_sha256": net.sha256(init)}  # the file as loaded
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    data = SyntheticDegradations(pool, -(-steps // reuse) * batch, seed, crop, share, batch)
+    data = SyntheticDegradations(pool, math.ceil(steps / reuse) * batch, seed, crop, share, batch)
     # Workers are spawned, not forked: a fork inherits OpenCV's thread pool once the parent has
     # resized a large photo (a --clean-dir JPEG is halved on loading) and hangs on its first resize.
     loader = DataLoader(data, batch_size=batch, shuffle=False, num_workers=workers,
